@@ -1,0 +1,114 @@
+"""Easel's one settings model.
+
+Every value comes from the environment (``EASEL_*``, plus the conventional ``REDIS_URL``) or from a ``.env`` file;
+``.env.example`` lists them all. Each entry point loads :class:`Settings` once and passes it down. Values are
+validated, never silently rewritten: a bad value fails at start-up with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from common.limits import Limits
+
+
+class SettingMissing(RuntimeError):
+    """A setting an entry point needs is not set; the message names the variable and the flag."""
+
+
+class Settings(BaseSettings):
+    """Configuration shared by the CLI, the workers and (later) the bot."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EASEL_", env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    # --- Redis / queue -------------------------------------------------------------------------------------
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_URL", "EASEL_REDIS_URL"),
+        description="Redis-protocol server holding the queue, e.g. redis://127.0.0.1:6379/0.",
+    )
+    redis_prefix: str = Field(
+        default="easel:",
+        pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        description="Prefix of every Easel key and queue name, so deployments or tests can share one server.",
+    )
+    job_timeout_s: float = Field(default=900, gt=0, description="Longest a single task may run on a worker.")
+    result_ttl_s: int = Field(default=7 * 24 * 3600, gt=0, description="How long task results stay in Redis.")
+    events_maxlen: int = Field(default=100_000, ge=1000, description="Approximate length cap of the event stream.")
+
+    # --- Worker ---------------------------------------------------------------------------------------------
+    webui_url: str | None = Field(default=None, description="Base URL of this worker's WebUI (started with --api).")
+    webui_username: str | None = Field(default=None, description="User for a WebUI started with --api-auth.")
+    webui_password: SecretStr | None = Field(default=None, description="Password for a WebUI with --api-auth.")
+    worker_name: str = Field(
+        default_factory=socket.gethostname,
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Name this worker registers under; unique per GPU.",
+    )
+    worker_poll_s: float = Field(default=0.05, gt=0, le=5, description="How often an idle worker checks the queue.")
+    webui_connect_timeout_s: float = Field(default=5.0, gt=0, description="Connect timeout for WebUI requests.")
+    webui_read_timeout_s: float = Field(
+        default=600.0, gt=0, description="Read timeout for WebUI requests (a generation answers when it is done)."
+    )
+    progress_interval_s: float = Field(default=0.5, gt=0, description="How often a worker polls WebUI progress.")
+    heartbeat_s: float = Field(default=2.0, gt=0, description="How often a worker refreshes its registry entry.")
+    worker_ttl_s: float = Field(default=10.0, gt=0, description="A worker silent for this long counts as gone.")
+    max_tries: int = Field(default=3, ge=1, le=20, description="Tries of a task whose WebUI is unreachable.")
+    retry_backoff_s: float = Field(default=2.0, ge=0, description="Back-off before the first retry; doubles.")
+
+    # --- Limits on requests ---------------------------------------------------------------------------------
+    max_pixels: int = Field(default=1024 * 1024, ge=64 * 64, description="Largest width x height of a generation.")
+    max_hires_pixels: int = Field(default=2048 * 2048, ge=64 * 64, description="Largest size after hires fix.")
+    max_steps: int = Field(default=100, ge=1, le=150, description="Most sampling steps per image.")
+    max_batch: int = Field(default=4, ge=1, le=16, description="Most images per task.")
+    max_prompt_length: int = Field(default=1500, ge=10, le=10_000, description="Longest prompt, in characters.")
+    max_sweep_tasks: int = Field(default=64, ge=1, le=1000, description="Most tasks one job may expand into.")
+    max_upscale_scale: float = Field(default=4.0, gt=1, le=8, description="Largest upscale factor.")
+    max_upscale_pixels: int = Field(default=4096 * 4096, ge=64 * 64, description="Largest upscaled image.")
+    max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, description="Largest uploaded input image.")
+    max_image_pixels: int = Field(default=4096 * 4096, ge=64 * 64, description="Largest input image (pixels).")
+
+    log_level: str = Field(
+        default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level of workers and the bot."
+    )
+
+    # --- CLI ------------------------------------------------------------------------------------------------
+    output_dir: str = Field(default="./easel-output", description="Where `easel submit` and the demo write PNGs.")
+
+    def limits(self) -> Limits:
+        """The request bounds, as the models validate them."""
+        return Limits(
+            max_pixels=self.max_pixels,
+            max_hires_pixels=self.max_hires_pixels,
+            max_steps=self.max_steps,
+            max_batch=self.max_batch,
+            max_prompt_length=self.max_prompt_length,
+            max_sweep_tasks=self.max_sweep_tasks,
+            max_upscale_scale=self.max_upscale_scale,
+            max_upscale_pixels=self.max_upscale_pixels,
+            max_image_bytes=self.max_image_bytes,
+            max_image_pixels=self.max_image_pixels,
+        )
+
+    def require_redis_url(self) -> str:
+        if not self.redis_url:
+            raise SettingMissing("REDIS_URL is not set: export REDIS_URL=redis://host:6379/0 or pass --redis-url")
+        return self.redis_url
+
+    def require_webui_url(self) -> str:
+        if not self.webui_url:
+            raise SettingMissing(
+                "EASEL_WEBUI_URL is not set: export EASEL_WEBUI_URL=http://127.0.0.1:7860 or pass --webui-url"
+            )
+        return self.webui_url.rstrip("/")
+
+    def webui_auth(self) -> tuple[str, str] | None:
+        if self.webui_username is None:
+            return None
+        password = self.webui_password.get_secret_value() if self.webui_password else ""
+        return (self.webui_username, password)

@@ -1,0 +1,5 @@
+import sys
+
+from easel.cli import main
+
+sys.exit(main())

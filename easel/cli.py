@@ -1,0 +1,98 @@
+"""The ``easel`` command: ``worker``, ``stub-webui``, ``submit`` and ``demo``.
+
+Flags override the environment (``EASEL_*``, ``REDIS_URL``) and ``.env``; see README and ``.env.example``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from common.errors import EaselError, describe_validation_error
+from common.settings import SettingMissing, Settings
+
+
+def load_settings(**flags: Any) -> Settings:
+    """Settings from the environment, with the flags that were given taking precedence."""
+    return Settings(**{k: v for k, v in flags.items() if v is not None})
+
+
+def _add_redis_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--redis-url", help="Redis URL (default: $REDIS_URL)")
+    parser.add_argument("--prefix", dest="redis_prefix", help="Redis key prefix (default: $EASEL_REDIS_PREFIX)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="easel", description="Self-hosted image generation for Discord.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    worker = commands.add_parser("worker", help="run a GPU worker in front of one WebUI")
+    _add_redis_flags(worker)
+    worker.add_argument("--webui-url", help="the WebUI's base URL (default: $EASEL_WEBUI_URL)")
+    worker.add_argument("--name", dest="worker_name", help="worker name (default: $EASEL_WORKER_NAME or host name)")
+
+    stub = commands.add_parser("stub-webui", help="run the A1111-compatible stand-in WebUI (no GPU needed)")
+    stub.add_argument("--host", default="127.0.0.1")
+    stub.add_argument("--port", type=int, default=7860)
+    stub.add_argument("--step-ms", type=float, default=30.0, help="time per sampling step (default 30)")
+    stub.add_argument("--load-ms", type=float, default=1000.0, help="time to switch checkpoints (default 1000)")
+
+    submit = commands.add_parser("submit", help="queue a job on a running stack and save its images")
+    _add_redis_flags(submit)
+    from easel.submit import add_request_flags  # local: keeps `easel worker` start-up light
+
+    add_request_flags(submit)
+
+    demo = commands.add_parser("demo", help="run the whole path on this machine with the stub WebUI")
+    demo.add_argument("--out", help="output folder (default ./easel-output)")
+    demo.add_argument("--step-ms", type=float, default=40.0, help="stub time per sampling step (default 40)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except SettingMissing as exc:
+        print(f"easel: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print("easel: invalid setting: " + "; ".join(describe_validation_error(exc)), file=sys.stderr)
+        return 2
+    except EaselError as exc:
+        print(f"easel: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "worker":
+        from workers.worker import run
+
+        run(load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix,
+                          webui_url=args.webui_url, worker_name=args.worker_name))
+        return 0
+    if args.command == "stub-webui":
+        from webui_stub.engine import StubConfig
+        from webui_stub.server import run as run_stub
+
+        run_stub(args.host, args.port, StubConfig(step_ms=args.step_ms, load_ms=args.load_ms))
+        return 0
+    if args.command == "submit":
+        from easel.submit import submit
+
+        return submit(args, load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix))
+    if args.command == "demo":
+        from easel.demo import demo
+
+        return demo(out=args.out, step_ms=args.step_ms)
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

