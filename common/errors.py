@@ -63,7 +63,7 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> list[st
     """Turn pydantic's errors into ``field: message`` lines a Discord or CLI user can act on."""
     lines = []
     for error in exc.errors(include_url=False):
-        loc = ".".join(str(part) for part in error["loc"] if part not in ("request",))
+        loc = ".".join(str(part) for part in error["loc"] if part not in _WRAPPERS)
         loc = f"{prefix}{loc}" if loc else prefix.rstrip(".")
         message = error["msg"]
         if error["type"] in ("missing", "extra_forbidden"):
@@ -74,6 +74,9 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> list[st
         lines.append(f"{loc}: {message}" if loc else message)
     return lines
 
+
+# Location parts that are containers, not fields a user typed: the task wrapper and the request kinds.
+_WRAPPERS = {"request", "txt2img", "img2img", "upscale"}
 
 # Error types raised by Easel's own validators: their messages already say what was received.
 _OWN_MESSAGES = {"out_of_range", "bad_size", "bad_prompt", "bad_image", "over_limit", "bad_sweep", "bad_choice"}

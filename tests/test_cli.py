@@ -1,0 +1,98 @@
+"""The `easel` command as a user runs it: real processes for the stub WebUI, the worker and the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from common.images import read_infotext
+from common.infotext import parse_infotext
+from easel.stack import LocalStack
+
+
+def easel(*args: str, env: dict[str, str] | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EASEL_") and k != "REDIS_URL"}
+    return subprocess.run(
+        [sys.executable, "-m", "easel", *args], capture_output=True, text=True, timeout=timeout,
+        env={**clean, "COLUMNS": "160", **(env or {})},
+    )
+
+
+@pytest.fixture
+def stack(redis_url: str, prefix: str) -> Iterator[LocalStack]:
+    with LocalStack(redis_url=redis_url, prefix=prefix, step_ms=5, load_ms=50) as running:
+        yield running
+
+
+def test_submit_against_a_running_stack(stack: LocalStack, tmp_path: Path) -> None:
+    done = easel("submit", "a castle on a hill", "--steps", "5", "--width", "128", "--height", "128",
+                 "--seed", "99", "--count", "2", "--sweep", "cfg=4,8", "--out", str(tmp_path),
+                 "--redis-url", stack.redis_url or "", "--prefix", stack.prefix)
+    assert done.returncode == 0, done.stderr + done.stdout
+    files = sorted(tmp_path.glob("*/*.png"))
+    assert len(files) == 4  # 2 tasks x 2 images
+    seeds = set()
+    for path in files:
+        info = parse_infotext(read_infotext(path.read_bytes()) or "")
+        assert info.prompt == "a castle on a hill" and info.steps == 5
+        seeds.add(info.seed)
+    assert seeds == {99, 100}
+    assert "2 task(s) queued" in done.stdout
+
+
+def test_submit_refuses_bad_input_before_queueing(stack: LocalStack, tmp_path: Path) -> None:
+    common = ["--redis-url", stack.redis_url or "", "--prefix", stack.prefix, "--out", str(tmp_path)]
+    cases = [
+        (["x", "--width", "500"], "width: must be a multiple of 8, got 500 (try 496 or 504)"),
+        (["x", "--steps", "500"], "steps: must be between 1 and 100, got 500"),
+        (["", "--steps", "5"], "prompt: is required"),
+        (["x", "--checkpoint", "nope"], "checkpoint: no worker has 'nope'"),
+        (["x", "--sweep", "cfg=1,2,3,4,5,6,7,8,9 steps=1,2,3,4,5,6,7,8"], "sweep: makes 72 tasks; the limit is 64"),
+        (["x", "--init-image", str(tmp_path / "missing.png")], "missing.png: cannot read it"),
+    ]
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("hello")
+    cases.append((["x", "--init-image", str(not_an_image)], "init_image: the file is not an image"))
+    for args, message in cases:
+        done = easel("submit", *args, *common)
+        assert done.returncode == 1, (args, done.stdout, done.stderr)
+        assert message in done.stderr, (args, done.stderr)
+    assert not list(tmp_path.glob("*/*.png"))
+
+
+def test_worker_without_redis_url_names_the_variable() -> None:
+    done = easel("worker", "--webui-url", "http://127.0.0.1:1")
+    assert done.returncode == 2
+    assert "REDIS_URL is not set" in done.stderr
+
+
+def test_worker_without_webui_url_names_the_variable(redis_url: str) -> None:
+    done = easel("worker", "--redis-url", redis_url)
+    assert done.returncode == 2
+    assert "EASEL_WEBUI_URL is not set" in done.stderr
+
+
+def test_invalid_setting_is_named(redis_url: str) -> None:
+    done = easel("worker", env={"REDIS_URL": redis_url, "EASEL_MAX_STEPS": "lots"})
+    assert done.returncode == 2 and "max_steps" in done.stderr
+
+
+def test_demo_writes_pngs_with_infotext(redis_url: str, tmp_path: Path) -> None:
+    done = easel("demo", "--out", str(tmp_path), "--step-ms", "5", env={"REDIS_URL": redis_url}, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir())
+    assert len(jobs) == 2  # the sweep and the upscale
+    pngs = sorted(tmp_path.glob("*/*.png"))
+    assert len(pngs) == 7
+    prompts = set()
+    for path in pngs:
+        info = parse_infotext(read_infotext(path.read_bytes()) or "")
+        assert info.steps == 12 and info.seed is not None and str(info.seed) in path.name
+        prompts.add(info.prompt)
+    assert len(prompts) == 3
+    assert "7 task(s) done, 0 failed" in done.stdout
