@@ -1,0 +1,1 @@
+"""The Discord front end (discord.py). It talks to Easel only through ``common`` (EaselClient, events, models)."""

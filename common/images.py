@@ -48,7 +48,8 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
     except BadImage:
         raise
     except Image.DecompressionBombError as exc:  # so large that Pillow refuses to even open it
-        raise BadImage(f"the image declares a size too large to open safely; the limit is {max_pixels:,} pixels") from exc
+        limit = f"the limit is {max_pixels:,} pixels"
+        raise BadImage(f"the image declares a size too large to open safely; {limit}") from exc
     except UnidentifiedImageError as exc:
         raise BadImage("the file is not an image Easel can read; send a PNG, JPEG or WebP") from exc
     except (OSError, SyntaxError, ValueError) as exc:  # Pillow's errors for truncated / corrupt data

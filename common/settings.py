@@ -12,7 +12,7 @@ import socket
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from common.limits import Limits
+from common.limits import DEFAULT_LIMITS, Limits
 
 
 class SettingMissing(RuntimeError):
@@ -58,20 +58,38 @@ class Settings(BaseSettings):
     progress_interval_s: float = Field(default=0.5, gt=0, description="How often a worker polls WebUI progress.")
     heartbeat_s: float = Field(default=2.0, gt=0, description="How often a worker refreshes its registry entry.")
     worker_ttl_s: float = Field(default=10.0, gt=0, description="A worker silent for this long counts as gone.")
-    max_tries: int = Field(default=3, ge=1, le=20, description="Tries of a task whose WebUI is unreachable.")
+    max_tries: int = Field(
+        default=3, ge=1, le=20, description="Tries of a task whose WebUI fails transiently (unreachable, 5xx)."
+    )
     retry_backoff_s: float = Field(default=2.0, ge=0, description="Back-off before the first retry; doubles.")
 
     # --- Limits on requests ---------------------------------------------------------------------------------
-    max_pixels: int = Field(default=1024 * 1024, ge=64 * 64, description="Largest width x height of a generation.")
-    max_hires_pixels: int = Field(default=2048 * 2048, ge=64 * 64, description="Largest size after hires fix.")
-    max_steps: int = Field(default=100, ge=1, le=150, description="Most sampling steps per image.")
-    max_batch: int = Field(default=4, ge=1, le=16, description="Most images per task.")
-    max_prompt_length: int = Field(default=1500, ge=10, le=10_000, description="Longest prompt, in characters.")
-    max_sweep_tasks: int = Field(default=64, ge=1, le=1000, description="Most tasks one job may expand into.")
-    max_upscale_scale: float = Field(default=4.0, gt=1, le=8, description="Largest upscale factor.")
-    max_upscale_pixels: int = Field(default=4096 * 4096, ge=64 * 64, description="Largest upscaled image.")
-    max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, description="Largest uploaded input image.")
-    max_image_pixels: int = Field(default=4096 * 4096, ge=64 * 64, description="Largest input image (pixels).")
+    max_pixels: int = Field(
+        default=DEFAULT_LIMITS.max_pixels, ge=64 * 64, description="Largest width x height of a generation."
+    )
+    max_hires_pixels: int = Field(
+        default=DEFAULT_LIMITS.max_hires_pixels, ge=64 * 64, description="Largest size after hires fix."
+    )
+    max_steps: int = Field(default=DEFAULT_LIMITS.max_steps, ge=1, le=150, description="Most sampling steps per image.")
+    max_batch: int = Field(default=DEFAULT_LIMITS.max_batch, ge=1, le=16, description="Most images per task.")
+    max_prompt_length: int = Field(
+        default=DEFAULT_LIMITS.max_prompt_length, ge=10, le=10_000, description="Longest prompt, in characters."
+    )
+    max_sweep_tasks: int = Field(
+        default=DEFAULT_LIMITS.max_sweep_tasks, ge=1, le=1000, description="Most tasks one job may expand into."
+    )
+    max_upscale_scale: float = Field(
+        default=DEFAULT_LIMITS.max_upscale_scale, gt=1, le=8, description="Largest upscale factor."
+    )
+    max_upscale_pixels: int = Field(
+        default=DEFAULT_LIMITS.max_upscale_pixels, ge=64 * 64, description="Largest upscaled image."
+    )
+    max_image_bytes: int = Field(
+        default=DEFAULT_LIMITS.max_image_bytes, ge=1024, description="Largest uploaded input image."
+    )
+    max_image_pixels: int = Field(
+        default=DEFAULT_LIMITS.max_image_pixels, ge=64 * 64, description="Largest input image (pixels)."
+    )
 
     log_level: str = Field(
         default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level of workers and the bot."
@@ -82,18 +100,7 @@ class Settings(BaseSettings):
 
     def limits(self) -> Limits:
         """The request bounds, as the models validate them."""
-        return Limits(
-            max_pixels=self.max_pixels,
-            max_hires_pixels=self.max_hires_pixels,
-            max_steps=self.max_steps,
-            max_batch=self.max_batch,
-            max_prompt_length=self.max_prompt_length,
-            max_sweep_tasks=self.max_sweep_tasks,
-            max_upscale_scale=self.max_upscale_scale,
-            max_upscale_pixels=self.max_upscale_pixels,
-            max_image_bytes=self.max_image_bytes,
-            max_image_pixels=self.max_image_pixels,
-        )
+        return Limits(**{name: getattr(self, name) for name in Limits.model_fields})
 
     def require_redis_url(self) -> str:
         if not self.redis_url:

@@ -1,0 +1,12 @@
+# One image for every Easel process: `easel worker`, `easel stub-webui`, (soon) `easel bot`.
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY common ./common
+COPY workers ./workers
+COPY bot ./bot
+COPY easel ./easel
+COPY webui_stub ./webui_stub
+RUN pip install --no-cache-dir .
+USER nobody
+ENTRYPOINT ["easel"]
