@@ -53,10 +53,8 @@ class JobWatcher:
         self._client = client
         self._after = after
         self._refresh_s = refresh_s
-        self.view = JobView(
-            record,
-            {t: TaskView(t, label) for t, label in zip(record.task_ids, record.labels or [""] * 99, strict=False)},
-        )
+        labels = record.labels or [""] * len(record.task_ids)
+        self.view = JobView(record, {t: TaskView(t, label) for t, label in zip(record.task_ids, labels, strict=True)})
 
     async def __aiter__(self) -> AsyncIterator[JobView]:
         last_refresh = 0.0

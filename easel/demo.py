@@ -8,8 +8,10 @@ uses, then an upscale of the first image; shows positions and progress live; wri
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from pathlib import Path
+from types import FrameType
 
 from rich.console import Console
 
@@ -31,7 +33,18 @@ SWEEP = "cfg=5,9"
 BASE = {"kind": "txt2img", "prompt": PROMPTS[0], "steps": 12, "width": 384, "height": 384, "sampler": "DPM++ 2M"}
 
 
+def _interrupt_on_term() -> None:
+    """Ctrl-C and SIGTERM both unwind through ``LocalStack.__exit__``, which stops every process it started."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if a parent shell ignored SIGINT
+    signal.signal(signal.SIGTERM, stop)
+
+
 def demo(out: str | None, step_ms: float) -> int:
+    _interrupt_on_term()
     console = Console()
     out_dir = Path(out or Settings().output_dir)
     started = time.monotonic()

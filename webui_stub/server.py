@@ -105,7 +105,7 @@ async def _apply_fault(request: web.Request) -> web.StreamResponse | None:
         request.transport.close()
         raise asyncio.CancelledError  # aiohttp treats this as a dropped request; nothing is sent
     # hang: never answer, until the client gives up (aiohttp does not cancel handlers on disconnect)
-    while request.transport is not None and not request.transport.is_closing():
+    while request.transport is not None and not request.transport.is_closing():  # noqa: ASYNC110 (no event for it)
         await asyncio.sleep(0.05)
     raise asyncio.CancelledError
 

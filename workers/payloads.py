@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from common.images import image_size, read_infotext, with_infotext
 from common.infotext import parse_infotext
 from common.models import Img2ImgRequest, Txt2ImgRequest, UpscaleRequest
@@ -16,19 +18,23 @@ from workers.webui.models import (
 )
 
 
+def _shared_fields(request: Txt2ImgRequest | Img2ImgRequest, batch_size: int | None) -> dict[str, Any]:
+    return {
+        "prompt": request.prompt,
+        "negative_prompt": request.negative_prompt,
+        "sampler_name": request.sampler,
+        "scheduler": request.scheduler,
+        "steps": request.steps,
+        "cfg_scale": request.cfg_scale,
+        "width": request.width,
+        "height": request.height,
+        "seed": request.seed,
+        "batch_size": batch_size or request.batch_size,
+    }
+
+
 def txt2img_payload(request: Txt2ImgRequest, *, batch_size: int | None = None) -> Txt2ImgPayload:
-    payload = Txt2ImgPayload(
-        prompt=request.prompt,
-        negative_prompt=request.negative_prompt,
-        sampler_name=request.sampler,
-        scheduler=request.scheduler,
-        steps=request.steps,
-        cfg_scale=request.cfg_scale,
-        width=request.width,
-        height=request.height,
-        seed=request.seed,
-        batch_size=batch_size or request.batch_size,
-    )
+    payload = Txt2ImgPayload(**_shared_fields(request, batch_size))
     if request.hires is not None:
         payload.enable_hr = True
         payload.hr_scale = request.hires.scale
@@ -41,16 +47,7 @@ def txt2img_payload(request: Txt2ImgRequest, *, batch_size: int | None = None) -
 
 def img2img_payload(request: Img2ImgRequest, *, batch_size: int | None = None) -> Img2ImgPayload:
     return Img2ImgPayload(
-        prompt=request.prompt,
-        negative_prompt=request.negative_prompt,
-        sampler_name=request.sampler,
-        scheduler=request.scheduler,
-        steps=request.steps,
-        cfg_scale=request.cfg_scale,
-        width=request.width,
-        height=request.height,
-        seed=request.seed,
-        batch_size=batch_size or request.batch_size,
+        **_shared_fields(request, batch_size),
         init_images=[encode_image(request.init_image)],
         denoising_strength=request.denoising_strength,
         resize_mode=request.resize_mode,

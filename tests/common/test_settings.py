@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from common.settings import Settings, SettingMissing
+from common.settings import SettingMissing, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

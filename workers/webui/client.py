@@ -138,7 +138,7 @@ class WebUIClient:
         self,
         method: str,
         path: str,
-        shape: type[T] | Any,
+        shape: type[T],
         payload: BaseModel | None = None,
         *,
         params: dict[str, str] | None = None,
@@ -147,7 +147,7 @@ class WebUIClient:
         body = payload.model_dump(mode="json", exclude_none=True) if payload is not None else None
         response = await self._send(method, path, json=body, params=params, quick=quick)
         try:
-            return TypeAdapter(shape).validate_json(response.content)
+            return _adapter(shape).validate_json(response.content)
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             where = ".".join(str(p) for p in first["loc"]) or "body"
@@ -179,6 +179,16 @@ class WebUIClient:
         if response.is_success:
             return response
         raise _error_for(response, path)
+
+
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+
+def _adapter(shape: Any) -> TypeAdapter[Any]:
+    """A cached TypeAdapter per response shape (building one is costly; the shapes are few)."""
+    if shape not in _ADAPTERS:
+        _ADAPTERS[shape] = TypeAdapter(shape)
+    return _ADAPTERS[shape]
 
 
 def _error_for(response: httpx.Response, path: str) -> WebUIError:
