@@ -45,6 +45,8 @@ class FailureCode(StrEnum):
     WEBUI_ERROR = "webui_error"
     MALFORMED_RESPONSE = "malformed_response"
     INVALID = "invalid"
+    CANCELLED = "cancelled"
+    CRASHED = "crashed"  # the task stopped its worker too many times
     INTERNAL = "internal"
 
 

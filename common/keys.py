@@ -15,6 +15,7 @@ DEFAULT_PREFIX = "easel:"
 ARQ_JOB_PREFIX = "arq:job:"
 ARQ_RESULT_PREFIX = "arq:result:"
 ARQ_IN_PROGRESS_PREFIX = "arq:in-progress:"
+ARQ_RETRY_PREFIX = "arq:retry:"
 
 TASK_FUNCTION = "run_task"
 """The one arq function every worker registers."""
@@ -48,3 +49,53 @@ class Keys:
     def job(self, job_id: str) -> str:
         """JSON of a submitted job (owner, origin, task ids), for status look-ups by any front end."""
         return f"{self.prefix}job:{job_id}"
+
+    # --- scheduling (see common/scheduling.py) ---
+
+    @property
+    def order(self) -> str:
+        """Sorted set: every queued or running task by its fair key (lower runs first)."""
+        return f"{self.prefix}order"
+
+    @property
+    def meta(self) -> str:
+        """Hash: task id -> JSON TaskMeta (owner, checkpoint, cost...), read by pickers and ETA estimates."""
+        return f"{self.prefix}meta"
+
+    @property
+    def vclock(self) -> str:
+        """The queue's virtual clock: the virtual start of the latest task to start."""
+        return f"{self.prefix}vclock"
+
+    @property
+    def user_clocks(self) -> str:
+        """Hash: owner -> virtual finish of that owner's last queued task."""
+        return f"{self.prefix}user-clock"
+
+    def user_tasks(self, owner: str) -> str:
+        """Set of an owner's queued or running task ids (the per-user limit counts it)."""
+        return f"{self.prefix}user-tasks:{owner}"
+
+    def cancel(self, task_id: str) -> str:
+        """Flag: cancel this running task (read by its worker; the pub/sub message is only a shortcut)."""
+        return f"{self.prefix}cancel:{task_id}"
+
+    @property
+    def passed(self) -> str:
+        """Hash: task id -> when a worker first passed over it for another checkpoint's task (ms)."""
+        return f"{self.prefix}passed"
+
+    @property
+    def speeds(self) -> str:
+        """Hash of moving averages of task speed (per worker, per checkpoint, load times)."""
+        return f"{self.prefix}speeds"
+
+    @property
+    def wake(self) -> str:
+        """Pub/sub channel: a task became runnable; idle workers look at the queue now."""
+        return f"{self.prefix}wake"
+
+    @property
+    def control(self) -> str:
+        """Pub/sub channel: JSON control messages to workers (cancel a task, drain a worker)."""
+        return f"{self.prefix}control"

@@ -1,28 +1,42 @@
-"""The front ends' side of the queue: submit jobs, ask for positions, fetch results.
+"""The front ends' side of the queue: submit jobs, ask for positions and ETAs, cancel, fetch results.
 
 This is the one public enqueue path: the CLI, the demo and the Discord bot all call :meth:`EaselClient.submit`.
-A job's tasks go to arq (JSON payloads, see :mod:`common.serialization`); a ``queued`` event is published for each.
+A job's tasks are written atomically (one Lua script: arq payloads, the queue, the fair order, the per-user limit),
+idle workers are woken through pub/sub, and a ``queued`` event is published for each task.
 """
 
 from __future__ import annotations
 
+import json
 import random
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from enum import StrEnum
+from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from arq.jobs import Job, JobStatus
+from arq.jobs import Job, JobStatus, serialize_job, serialize_result
 
 from common import serialization
 from common.availability import check_servable
-from common.errors import InvalidRequest, TaskFailed
+from common.errors import FailureCode, InvalidRequest, TaskFailed
 from common.events import EventStream, EventType, TaskEvent
-from common.keys import ARQ_IN_PROGRESS_PREFIX, TASK_FUNCTION, Keys
+from common.keys import (
+    ARQ_IN_PROGRESS_PREFIX,
+    ARQ_JOB_PREFIX,
+    ARQ_RESULT_PREFIX,
+    ARQ_RETRY_PREFIX,
+    TASK_FUNCTION,
+    Keys,
+)
 from common.limits import SEED_MAX, Limits
 from common.models import GenerationRequest, UpscaleRequest
 from common.registry import Registry
+from common.scheduling import EPOCH_MS, Estimate, QueuedTask, Speeds, TaskMeta, estimate, work_of
+from common.scripts import Scripts, text
 from common.settings import Settings
-from common.tasks import JobRecord, Origin, TaskResult, TaskSpec, new_job_id, task_id_for
+from common.tasks import JobRecord, Origin, TaskResult, TaskSpec, new_job_id, now_ms, task_id_for
 
 
 async def connect_redis(settings: Settings) -> ArqRedis:
@@ -42,6 +56,12 @@ def resolve_seed(request: GenerationRequest) -> GenerationRequest:
     return request.model_copy(update={"seed": random.randrange(SEED_MAX)})
 
 
+class CancelOutcome(StrEnum):
+    REMOVED = "removed"  # was queued; will never run
+    INTERRUPTING = "running"  # its worker was told to interrupt it
+    GONE = "gone"  # already finished (or unknown)
+
+
 class EaselClient:
     """Submit and follow jobs. Holds no state besides its Redis pool; many front ends may share a deployment."""
 
@@ -51,6 +71,8 @@ class EaselClient:
         self.limits: Limits = settings.limits()
         self.events = EventStream(redis, self.keys, maxlen=settings.events_maxlen)
         self.registry = Registry(redis, self.keys, ttl_s=settings.worker_ttl_s)
+        self.speeds = Speeds(redis, self.keys)
+        self.scripts = Scripts(redis)
         self._settings = settings
 
     @classmethod
@@ -62,88 +84,121 @@ class EaselClient:
         finally:
             await redis.aclose()
 
+    # --- submitting ----------------------------------------------------------------------------------------
+
     async def submit(
         self,
         owner: str,
         origin: Origin,
         requests: Sequence[GenerationRequest],
         labels: Sequence[str] | None = None,
+        *,
+        priority: str = "default",
     ) -> JobRecord:
         """Validate ``requests`` against the limits and the live workers, then queue them as one job.
 
-        Raises :class:`InvalidRequest` (too many tasks) or :class:`NotAvailable` (nothing can serve them) before
-        anything is written.
+        Raises :class:`InvalidRequest` (too many tasks, over the per-user limit, unknown priority class) or
+        :class:`NotAvailable` (nothing can serve them) before anything is written.
         """
+        settings = self._settings
         if not requests:
             raise InvalidRequest(["a job needs at least one task"])
         if len(requests) > self.limits.max_sweep_tasks:
-            raise InvalidRequest(
-                [f"the job has {len(requests)} tasks; the limit is {self.limits.max_sweep_tasks}"]
-            )
+            raise InvalidRequest([f"the job has {len(requests)} tasks; the limit is {self.limits.max_sweep_tasks}"])
+        if priority not in settings.priority_classes:
+            known = ", ".join(settings.priority_classes)
+            raise InvalidRequest([f"priority: unknown class '{priority}'; known: {known}"])
         check_servable(requests, await self.registry.live())
         job_id = new_job_id()
         labels = list(labels) if labels is not None else [""] * len(requests)
         specs = [
-            TaskSpec(
-                task_id=task_id_for(job_id, index),
-                job_id=job_id,
-                index=index,
-                owner=owner,
-                label=labels[index],
-                request=resolve_seed(request),
-            )
-            for index, request in enumerate(requests)
+            TaskSpec(task_id=task_id_for(job_id, i), job_id=job_id, index=i, owner=owner, label=labels[i],
+                     request=resolve_seed(request))
+            for i, request in enumerate(requests)
         ]
-        record = JobRecord(
-            job_id=job_id, owner=owner, origin=origin, task_ids=[s.task_id for s in specs], labels=labels
-        )
-        await self.redis.set(self.keys.job(job_id), record.model_dump_json(), ex=self._settings.result_ttl_s)
-        for spec in specs:
-            await self.redis.enqueue_job(
-                TASK_FUNCTION,
-                spec.model_dump(mode="json"),
-                _job_id=spec.task_id,
-                _queue_name=self.keys.queue,
-                _expires=self._settings.result_ttl_s,
-            )
+        record = JobRecord(job_id=job_id, owner=owner, origin=origin, task_ids=[s.task_id for s in specs],
+                           labels=labels)
+        await self._enqueue(record, specs, priority)
         positions = await self.positions(record.task_ids)
         for spec in specs:
-            await self.events.publish(
-                TaskEvent(
-                    type=EventType.QUEUED, task_id=spec.task_id, job_id=job_id, position=positions.get(spec.task_id)
-                )
-            )
+            await self.events.publish(TaskEvent(type=EventType.QUEUED, task_id=spec.task_id, job_id=job_id,
+                                                position=positions.get(spec.task_id)))
         return record
+
+    async def _enqueue(self, record: JobRecord, specs: list[TaskSpec], priority: str) -> None:
+        settings, now = self._settings, now_ms()
+        speeds = await self.speeds.snapshot()
+        args: list[Any] = [
+            record.owner, now, settings.max_queued_per_user, settings.aging_rate,
+            settings.priority_classes[priority] * 1000, EPOCH_MS, int(settings.result_ttl_s * 1000), self.keys.wake,
+        ]
+        for spec in specs:
+            request = spec.request
+            meta = TaskMeta(
+                task_id=spec.task_id, job_id=spec.job_id, owner=spec.owner, kind=request.kind,
+                checkpoint=None if isinstance(request, UpscaleRequest) else request.checkpoint,
+                enqueue_ms=now, work=work_of(request), priority=priority,
+            )
+            job = serialize_job(TASK_FUNCTION, (spec.model_dump(mode="json"),), {}, None, now,
+                                serializer=serialization.serialize)
+            args += [spec.task_id, speeds.seconds(meta) * 1000, job, meta.model_dump_json()]
+        keys = [self.keys.order, self.keys.meta, self.keys.user_clocks, self.keys.vclock,
+                self.keys.user_tasks(record.owner), self.keys.queue,
+                *(ARQ_JOB_PREFIX + spec.task_id for spec in specs)]
+        await self.redis.set(self.keys.job(record.job_id), record.model_dump_json(), ex=settings.result_ttl_s)
+        status, queued = await self.scripts.enqueue(keys=keys, args=args)
+        if int(status) < 0:
+            limit = settings.max_queued_per_user
+            await self.redis.delete(self.keys.job(record.job_id))
+            raise InvalidRequest([
+                f"you have {queued} tasks queued, the limit is {limit}: "
+                f"this job would add {len(specs)}; wait for some to finish or cancel some"
+            ])
+
+    # --- reading -------------------------------------------------------------------------------------------
 
     async def job(self, job_id: str) -> JobRecord | None:
         raw = await self.redis.get(self.keys.job(job_id))
         return JobRecord.model_validate_json(raw) if raw else None
 
+    async def queue(self, limit: int = 10_000) -> list[QueuedTask]:
+        """Every queued or running task in fair order."""
+        flat = await self.scripts.candidates(
+            keys=[self.keys.order, self.keys.meta, self.keys.queue, self.keys.passed],
+            args=[limit, ARQ_IN_PROGRESS_PREFIX],
+        )
+        tasks = []
+        for i in range(0, len(flat), 6):
+            if not flat[i + 2]:
+                continue  # removed between reads
+            meta = TaskMeta.model_validate_json(flat[i + 2])
+            tasks.append(QueuedTask(meta=meta, key=float(flat[i + 1]), running=bool(int(flat[i + 4]))))
+        return tasks
+
     async def positions(self, task_ids: Sequence[str]) -> dict[str, int | None]:
         """Place in line of each task: 0 running, 1 next, ...; None once it left the queue (done or unknown)."""
-        entries = await self.redis.zrange(self.keys.queue, 0, -1)
-        queued = [e.decode() for e in entries]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for task_id in queued:
-                pipe.exists(ARQ_IN_PROGRESS_PREFIX + task_id)
-            running = [bool(flag) for flag in await pipe.execute()]
         place: dict[str, int] = {}
         waiting = 0
-        for task_id, is_running in zip(queued, running, strict=True):
-            if is_running:
-                place[task_id] = 0
+        for task in await self.queue():
+            if task.running:
+                place[task.meta.task_id] = 0
             else:
                 waiting += 1
-                place[task_id] = waiting
+                place[task.meta.task_id] = waiting
         return {task_id: place.get(task_id) for task_id in task_ids}
 
+    async def estimates(self) -> dict[str, Estimate]:
+        """Position and expected start time of every queued task, from measured speeds and the live workers."""
+        tasks, workers, speeds = await self.queue(), await self.registry.live(), await self.speeds.snapshot()
+        return estimate(tasks, workers, speeds, int(time.time() * 1000))
+
     async def queue_depth(self) -> int:
-        return int(await self.redis.zcard(self.keys.queue))
+        return int(await self.redis.zcard(self.keys.order))
 
     async def result(self, task_id: str) -> TaskResult | None:
         """The task's result if it has finished, None while it is queued or running.
 
-        Raises :class:`TaskFailed` with the worker's reason when it failed.
+        Raises :class:`TaskFailed` with the worker's reason when it failed or was cancelled.
         """
         job = Job(task_id, self.redis, _queue_name=self.keys.queue, _deserializer=serialization.deserialize)
         info = await job.result_info()
@@ -156,3 +211,30 @@ class EaselClient:
         if isinstance(info.result, TaskFailed):
             raise info.result
         raise TaskFailed(str(info.result))
+
+    # --- cancelling ----------------------------------------------------------------------------------------
+
+    async def cancel(self, task_id: str, *, by: str = "its owner") -> CancelOutcome:
+        """Cancel one task: a queued one is removed and never runs; a running one is interrupted on its WebUI."""
+        job_id = task_id.rpartition(".")[0]
+        failure = TaskFailed(f"cancelled by {by}", FailureCode.CANCELLED)
+        result = serialize_result(TASK_FUNCTION, (), {}, 0, now_ms(), False, failure, now_ms(), now_ms(),
+                                  task_id, self.keys.queue, task_id, serializer=serialization.serialize)
+        keys = [self.keys.queue, ARQ_IN_PROGRESS_PREFIX + task_id, self.keys.order, self.keys.meta,
+                ARQ_JOB_PREFIX + task_id, ARQ_RESULT_PREFIX + task_id, self.keys.cancel(task_id),
+                ARQ_RETRY_PREFIX + task_id, self.keys.passed]
+        message = json.dumps({"cancel": task_id, "by": by})
+        args: list[Any] = [task_id, result or b"", int(self._settings.result_ttl_s * 1000), self.keys.user_tasks(""),
+                self.keys.control, message]
+        outcome = CancelOutcome(text(await self.scripts.cancel(keys=keys, args=args)))
+        if outcome == CancelOutcome.REMOVED:
+            await self.events.publish(TaskEvent(type=EventType.CANCELLED, task_id=task_id, job_id=job_id,
+                                                message=str(failure), code=FailureCode.CANCELLED.value))
+        return outcome
+
+    async def cancel_job(self, job_id: str, *, by: str = "its owner") -> dict[str, CancelOutcome]:
+        record = await self.job(job_id)
+        if record is None:
+            raise InvalidRequest([f"job {job_id} is unknown or has expired"])
+        return {task_id: await self.cancel(task_id, by=by) for task_id in record.task_ids}
+

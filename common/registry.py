@@ -54,6 +54,7 @@ class WorkerInfo(BaseModel):
     gpu: str | None = Field(default=None, description="GPU name, when the WebUI reports it.")
     state: WorkerState = WorkerState.STARTING
     current_task: str | None = None
+    task_started_ms: int | None = Field(default=None, description="When the current task started.")
     loaded_checkpoint: str | None = Field(default=None, description="Title of the checkpoint in VRAM.")
     checkpoints: list[CheckpointInfo] = Field(default_factory=list)
     samplers: list[str] = Field(default_factory=list, description="Sampler names and aliases.")
@@ -61,6 +62,8 @@ class WorkerInfo(BaseModel):
     upscalers: list[str] = Field(default_factory=list, description="Upscaler names (incl. latent modes).")
     loras: list[str] = Field(default_factory=list, description="LoRA names and aliases.")
     tasks_done: int = 0
+    checkpoint_loads: int = Field(default=0, description="Checkpoint switches since the worker started.")
+    seconds_per_work: float | None = Field(default=None, description="This worker's average speed (s per work unit).")
     started_ms: int = 0
     heartbeat_ms: int = 0
 

@@ -50,7 +50,9 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",
         description="Name this worker registers under; unique per GPU.",
     )
-    worker_poll_s: float = Field(default=0.05, gt=0, le=5, description="How often an idle worker checks the queue.")
+    worker_poll_s: float = Field(
+        default=0.5, gt=0, le=5, description="Fallback poll of an idle worker (new tasks wake it at once)."
+    )
     webui_connect_timeout_s: float = Field(default=5.0, gt=0, description="Connect timeout for WebUI requests.")
     webui_read_timeout_s: float = Field(
         default=600.0, gt=0, description="Read timeout for WebUI requests (a generation answers when it is done)."
@@ -62,6 +64,24 @@ class Settings(BaseSettings):
         default=3, ge=1, le=20, description="Tries of a task whose WebUI fails transiently (unreachable, 5xx)."
     )
     retry_backoff_s: float = Field(default=2.0, ge=0, description="Back-off before the first retry; doubles.")
+
+    # --- Scheduling -------------------------------------------------------------------------------------------
+    max_queued_per_user: int = Field(default=64, ge=1, description="Most tasks one user may have queued or running.")
+    priority_classes: dict[str, float] = Field(
+        default_factory=lambda: {"default": 0.0},
+        description='Priority classes as JSON {"class": seconds of head start}, e.g. {"default": 0, "patron": 30}.',
+    )
+    aging_rate: float = Field(
+        default=0.05, ge=0, le=1, description="How fast waiting makes up for a lower priority (virtual s per s)."
+    )
+    affinity: bool = Field(default=True, description="Prefer tasks for the checkpoint a worker has loaded.")
+    max_pass_over_s: float = Field(
+        default=60.0, gt=0, description="Longest a task may be passed over for another checkpoint's tasks."
+    )
+    lease_s: float = Field(default=5.0, ge=1, description="A running task's lease; its worker renews it.")
+    worker_grace_s: float = Field(
+        default=60.0, ge=0, description="On SIGTERM, how long the running task may finish before it is re-queued."
+    )
 
     # --- Limits on requests ---------------------------------------------------------------------------------
     max_pixels: int = Field(

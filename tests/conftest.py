@@ -82,11 +82,11 @@ async def start_stub() -> AsyncIterator[Callable[..., Awaitable[StubServer]]]:
     """Start stub WebUIs on free ports (real HTTP); all are stopped after the test."""
     runners: list[web.AppRunner] = []
 
-    async def start(**config: Any) -> StubServer:
+    async def start(port: int = 0, **config: Any) -> StubServer:
         app = build_app(StubConfig(**{"step_ms": 5, "load_ms": 50, **config}))
         runner = web.AppRunner(app, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", port, reuse_address=True)
         await site.start()
         runners.append(runner)
         port = runner.addresses[0][1]

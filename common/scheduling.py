@@ -1,0 +1,169 @@
+"""Fair order, task cost and wait-time estimates.
+
+Fair order is start-time fair queueing over *virtual time*: each owner has a clock; their next task starts at
+``max(queue clock, owner clock)`` and advances the owner clock by the task's estimated cost. So a user's n-th queued
+task lands after everyone else's earlier ones, whatever the arrival order. The queue clock follows the virtual start
+of the latest task to start. A priority class gives a head start (seconds of virtual time); ``aging_rate`` makes
+waiting count too, so a low-priority task is passed by boosted newcomers for at most ``boost / aging_rate``.
+The fair key (``order`` sorted set) is ``vstart + aging_rate * (enqueue_ms - EPOCH_MS) - boost_ms``.
+
+Estimates: task cost is *work* (steps x megapixels x images, or output megapixels for upscales) times a measured
+seconds-per-work moving average (per worker, per checkpoint, overall); ETAs simulate the live workers taking the
+queue in fair order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pydantic import BaseModel, Field
+from redis.asyncio import Redis
+
+from common.keys import Keys
+from common.models import GenerationRequest, Img2ImgRequest, UpscaleRequest
+from common.registry import WorkerInfo, WorkerState
+
+EPOCH_MS = 1_767_225_600_000  # 2026-01-01: keeps fair keys small
+EMA_ALPHA = 0.3
+DEFAULT_S_PER_WORK = 0.25  # a guess (about 5 s for 20 steps at 512x512) until a worker has measured
+DEFAULT_LOAD_S = 5.0
+
+
+class TaskMeta(BaseModel):
+    """What pickers and estimators need to know about a queued task (the ``meta`` hash)."""
+
+    task_id: str
+    job_id: str
+    owner: str
+    kind: str
+    checkpoint: str | None = None
+    enqueue_ms: int
+    work: float = Field(description="Steps x megapixels x images (txt2img/img2img) or output megapixels.")
+    priority: str = "default"
+    vstart: float = 0.0
+
+
+def work_of(request: GenerationRequest) -> float:
+    """Units of GPU work in a request, so that speeds measured on one size apply to another."""
+    if isinstance(request, UpscaleRequest):
+        return 1.0 + request.scale**2  # output megapixels grow with the square of the scale
+    megapixels = request.width * request.height / 2**20
+    steps = float(request.steps)
+    if request.hires is not None:
+        steps += (request.hires.second_pass_steps or request.steps) * request.hires.scale**2
+    if isinstance(request, Img2ImgRequest):
+        steps = max(1.0, steps * request.denoising_strength)  # img2img runs only the denoised share of the steps
+    return steps * megapixels * request.batch_size
+
+
+class Speeds:
+    """Moving averages of seconds per unit of work and of checkpoint load time, shared in Redis."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._key = keys.speeds
+
+    async def record(self, *, worker: str, kind: str, checkpoint: str | None, work: float, seconds: float) -> None:
+        if work <= 0 or seconds <= 0:
+            return
+        rate = seconds / work
+        fields = [f"{kind}", f"{kind}:w:{worker}"] + ([f"{kind}:c:{checkpoint}"] if checkpoint else [])
+        await self._update(fields, rate)
+
+    async def record_load(self, *, checkpoint: str, seconds: float) -> None:
+        await self._update(["load", f"load:{checkpoint}"], seconds)
+
+    async def _update(self, fields: list[str], value: float) -> None:
+        old = await self._redis.hmget(self._key, fields)  # type: ignore[misc]
+        new = {
+            field: value if before is None else (1 - EMA_ALPHA) * float(before) + EMA_ALPHA * value
+            for field, before in zip(fields, old, strict=True)
+        }
+        await self._redis.hset(self._key, mapping=new)  # type: ignore[misc]
+
+    async def snapshot(self) -> SpeedTable:
+        raw = await self._redis.hgetall(self._key)  # type: ignore[misc]
+        return SpeedTable({k.decode(): float(v) for k, v in raw.items()})
+
+
+@dataclass
+class SpeedTable:
+    values: dict[str, float]
+
+    def seconds(self, meta: TaskMeta, worker: str | None = None) -> float:
+        for field in (f"{meta.kind}:w:{worker}", f"{meta.kind}:c:{meta.checkpoint}", meta.kind):
+            if field in self.values:
+                return self.values[field] * meta.work
+        return DEFAULT_S_PER_WORK * meta.work
+
+    def load_seconds(self, checkpoint: str | None) -> float:
+        return self.values.get(f"load:{checkpoint}", self.values.get("load", DEFAULT_LOAD_S))
+
+
+@dataclass
+class QueuedTask:
+    """A task in the fair order, as read from Redis."""
+
+    meta: TaskMeta
+    key: float
+    running: bool
+    worker: str | None = None
+
+
+@dataclass
+class Estimate:
+    position: int  # 0 running, 1 next, ...
+    start_ms: int | None  # None: no live worker can run it
+    reason: str | None = None
+
+
+@dataclass
+class _Lane:
+    info: WorkerInfo
+    free_ms: float
+    loaded: str | None
+
+
+def _serves(info: WorkerInfo, checkpoint: str | None) -> bool:
+    return checkpoint is None or info.find_checkpoint(checkpoint) is not None
+
+
+def estimate(
+    tasks: Sequence[QueuedTask], workers: Sequence[WorkerInfo], speeds: SpeedTable, now_ms: int | None = None
+) -> dict[str, Estimate]:
+    """Position and expected start of every task: the live workers take waiting tasks in fair order."""
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    usable = [w for w in workers if w.state not in (WorkerState.DRAINING, WorkerState.UNHEALTHY)]
+    running = {t.meta.task_id: t for t in tasks if t.running}
+    lanes = []
+    for info in usable:
+        free = float(now)
+        current = running.get(info.current_task or "")
+        if current is not None:
+            elapsed = now - (info.task_started_ms or now)
+            free = now + max(0.0, speeds.seconds(current.meta, info.name) * 1000 - elapsed)
+        lanes.append(_Lane(info, free, info.loaded_checkpoint))
+    result: dict[str, Estimate] = {t: Estimate(0, now) for t in running}
+    position = 0
+    for task in tasks:
+        if task.running:
+            continue
+        position += 1
+        meta = task.meta
+        able = [lane for lane in lanes if _serves(lane.info, meta.checkpoint)]
+        if not able:
+            reason = f"no worker has model {meta.checkpoint}" if meta.checkpoint else "no worker is online"
+            result[meta.task_id] = Estimate(position, None, reason)
+            continue
+        lane = min(able, key=lambda lane: lane.free_ms)
+        start = lane.free_ms  # a task starts (and says so) before its worker loads its checkpoint
+        busy = speeds.seconds(meta, lane.info.name) * 1000
+        checkpoint = lane.info.find_checkpoint(meta.checkpoint) if meta.checkpoint else None
+        if checkpoint is not None and checkpoint.title != lane.loaded:
+            busy += speeds.load_seconds(checkpoint.title) * 1000
+            lane.loaded = checkpoint.title
+        lane.free_ms = start + busy
+        result[meta.task_id] = Estimate(position, int(start))
+    return result

@@ -1,0 +1,258 @@
+"""arq's Worker with the gaps Easel needs closed (../shared/reference/arq-notes.md).
+
+- Pickup: instead of sleeping ``poll_delay`` between polls, the worker waits on a pub/sub wake-up (sent by every
+  enqueue) and polls again the moment a task of its own ends; the timed poll remains as a fallback.
+- Order: tasks are taken in Easel's fair order with model affinity (:mod:`workers.picking`), not arq's FIFO score.
+- Leases: the in-progress key holds this worker's token and expires after ``lease_s`` unless renewed, so a dead
+  worker's task is re-run elsewhere within seconds (arq waits job_timeout + 10 s); finishing is fenced on the token,
+  so a worker that lost its lease cannot store a second result.
+- Control: cancel (interrupt the running task on its WebUI) and drain arrive on a pub/sub channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from typing import Any
+
+from arq.connections import create_pool
+from arq.utils import timestamp_ms, to_ms
+from arq.worker import Worker
+
+from common.keys import ARQ_IN_PROGRESS_PREFIX, ARQ_JOB_PREFIX, ARQ_RESULT_PREFIX, ARQ_RETRY_PREFIX, Keys
+from common.registry import WorkerState
+from common.scheduling import TaskMeta
+from common.scripts import Scripts, text
+from common.settings import Settings
+from workers.picking import Candidate, choose
+
+log = logging.getLogger(__name__)
+
+CANDIDATES = 200  # how far down the fair order a worker looks for tasks it should run
+HOLDERS_REFRESH_S = 1.0
+
+
+class EaselWorker(Worker):
+    """One GPU's worker. ``ctx["easel"]`` (set by ``on_startup``) gives it the WebUI and the worker's state."""
+
+    def __init__(self, *, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.keys = Keys(settings.redis_prefix)
+        self.token = f"{settings.worker_name}:{secrets.token_hex(6)}"
+        self.in_progress_timeout_s = settings.lease_s  # arq's claim TTL becomes a short, renewed lease
+        self.lost_leases: set[str] = set()
+        self.draining = False
+        self._wake = asyncio.Event()
+        self._metas: dict[str, TaskMeta] = {}
+        self._holders: tuple[float, dict[str, int]] = (0.0, {})
+        self._background: list[asyncio.Task[None]] = []
+        self.scripts: Scripts | None = None
+
+    # --- main loop -------------------------------------------------------------------------------------
+
+    async def main(self) -> None:
+        if self._pool is None:
+            self._pool = await create_pool(
+                self.redis_settings, job_deserializer=self.job_deserializer, job_serializer=self.job_serializer,
+                default_queue_name=self.queue_name, expires_extra_ms=self.expires_extra_ms,
+            )
+        self.scripts = Scripts(self.pool)
+        self.ctx["redis"] = self.pool
+        self.ctx["worker"] = self
+        if self.on_startup:
+            await self.on_startup(self.ctx)
+        self._background = [
+            asyncio.create_task(self._listen(), name="control listener"),
+            asyncio.create_task(self._renew_leases(), name="lease renewal"),
+        ]
+        try:
+            while not (self.draining and not self.tasks):
+                self._wake.clear()
+                await self._poll_iteration()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_delay_s)
+            log.info("drained: no task left, stopping")
+        finally:
+            for task in self._background:
+                task.cancel()
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def _poll_iteration(self) -> None:
+        if self.allow_pick_jobs and not self.draining and self.job_counter < self.max_jobs and self._healthy():
+            order = await self._choose()
+            if order:
+                await self.start_jobs([task_id.encode() for task_id in order])
+        for job_id, task in list(self.tasks.items()):
+            if task.done():
+                del self.tasks[job_id]
+                task.result()  # surface errors of run_job itself
+
+    def _healthy(self) -> bool:
+        easel = self.ctx.get("easel")
+        return easel is None or easel.info.state != WorkerState.UNHEALTHY
+
+    # --- choosing and claiming -------------------------------------------------------------------------
+
+    async def _choose(self) -> list[str]:
+        assert self.scripts is not None
+        flat = await self.scripts.candidates(
+            keys=[self.keys.order, self.keys.meta, self.keys.queue, self.keys.passed],
+            args=[CANDIDATES, ARQ_IN_PROGRESS_PREFIX],
+        )
+        now = timestamp_ms()
+        info = self.ctx["easel"].info
+        candidates, self._metas = [], {}
+        for i in range(0, len(flat), 6):
+            raw_meta, score, running, passed = flat[i + 2], flat[i + 3], int(flat[i + 4]), flat[i + 5]
+            if not raw_meta or not score or running or float(score) > now:
+                continue
+            meta = TaskMeta.model_validate_json(raw_meta)
+            if meta.checkpoint is not None and info.find_checkpoint(meta.checkpoint) is None:
+                continue  # another worker has that checkpoint
+            self._metas[meta.task_id] = meta
+            candidates.append(Candidate(meta, int(float(score)), int(passed) if passed else None))
+        if not candidates:
+            return []
+
+        def resolve(query: str | None) -> str | None:
+            found = info.find_checkpoint(query) if query else None
+            return found.title if found else None
+
+        choice = choose(
+            candidates, loaded=info.loaded_checkpoint, resolve=resolve, holders=await self._loaded_elsewhere(),
+            now_ms=now, max_pass_over_ms=self.settings.max_pass_over_s * 1000, affinity=self.settings.affinity,
+        )
+        if choice.passed_over:
+            async with self.pool.pipeline(transaction=False) as pipe:
+                for task_id in choice.passed_over:
+                    pipe.hsetnx(self.keys.passed, task_id, str(now))
+                await pipe.execute()
+        return choice.order
+
+    async def _loaded_elsewhere(self) -> dict[str, int]:
+        """How many other live workers have each checkpoint loaded (refreshed at most once a second)."""
+        fetched, counts = self._holders
+        if time.monotonic() - fetched < HOLDERS_REFRESH_S:
+            return counts
+        counts = {}
+        for worker in await self.ctx["easel"].registry.live():
+            usable = worker.state not in (WorkerState.DRAINING, WorkerState.UNHEALTHY)
+            if worker.name != self.settings.worker_name and usable and worker.loaded_checkpoint:
+                counts[worker.loaded_checkpoint] = counts.get(worker.loaded_checkpoint, 0) + 1
+        self._holders = (time.monotonic(), counts)
+        return counts
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """Claim the first task of ``job_ids`` that is still free (atomically, with this worker's lease)."""
+        assert self.scripts is not None
+        for raw in job_ids:
+            if self.job_counter >= self.max_jobs:
+                return
+            job_id = raw.decode()
+            meta = self._metas.get(job_id)
+            await self.sem.acquire()
+            now = timestamp_ms()
+            claimed = await self.scripts.claim(
+                keys=[self.queue_name, ARQ_IN_PROGRESS_PREFIX + job_id, self.keys.vclock],
+                args=[job_id, now, self.token, int(self.settings.lease_s * 1000), meta.vstart if meta else 0],
+            )
+            if not claimed:
+                self.sem.release()
+                continue
+            self.job_counter += 1
+            score = await self.pool.zscore(self.queue_name, job_id)
+            task = self.loop.create_task(self.run_job(job_id, int(score or now)))
+            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job_id] = task
+
+    async def run_job(self, job_id: str, score: int) -> None:
+        try:
+            await super().run_job(job_id, score)
+        finally:
+            self._wake.set()  # look for the next task at once: the GPU should not idle
+
+    # --- fenced finish ---------------------------------------------------------------------------------
+
+    async def finish_job(
+        self,
+        job_id: str,
+        finish: bool,
+        result_data: bytes | None,
+        result_timeout_s: float | None,
+        keep_result_forever: bool,
+        incr_score: int | None,
+        keep_in_progress: float | None,
+    ) -> None:
+        expire = 0 if keep_result_forever or result_timeout_s is None else to_ms(result_timeout_s)
+        await self._finish(job_id, finish=finish, result=result_data, expire_ms=expire, incr_score=incr_score)
+
+    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
+        expire = 0 if self.keep_result_forever else to_ms(self.keep_result_s)
+        await self._finish(job_id, finish=True, result=result_data, expire_ms=expire, incr_score=None)
+
+    async def _finish(
+        self, job_id: str, *, finish: bool, result: bytes | None, expire_ms: int | None, incr_score: int | None
+    ) -> None:
+        assert self.scripts is not None
+        keys = self.keys
+        stored = await self.scripts.finish(
+            keys=[ARQ_IN_PROGRESS_PREFIX + job_id, self.queue_name, ARQ_RESULT_PREFIX + job_id,
+                  ARQ_RETRY_PREFIX + job_id, ARQ_JOB_PREFIX + job_id, keys.order, keys.meta, keys.cancel(job_id),
+                  keys.passed],
+            args=[self.token, job_id, "1" if finish else "0", result or b"", expire_ms or 0,
+                  "" if incr_score is None else incr_score, keys.user_tasks(""), keys.wake],
+        )
+        if not stored:
+            self.lost_leases.add(job_id)
+            log.warning("task %s: lease lost (another worker took it over); this run's outcome is discarded", job_id)
+
+    # --- leases and control ----------------------------------------------------------------------------
+
+    async def _renew_leases(self) -> None:
+        assert self.scripts is not None
+        lease_ms = int(self.settings.lease_s * 1000)
+        while True:
+            await asyncio.sleep(self.settings.lease_s / 3)
+            running = list(self.job_tasks)
+            if not running:
+                continue
+            with contextlib.suppress(Exception):  # Redis unreachable: the lease may lapse, fencing keeps it safe
+                await self.scripts.renew(keys=[ARQ_IN_PROGRESS_PREFIX + j for j in running],
+                                         args=[self.token, lease_ms])
+
+    async def _listen(self) -> None:
+        pubsub = self.pool.pubsub()
+        await pubsub.subscribe(self.keys.wake, self.keys.control)
+        try:
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is None:
+                    continue
+                if text(message["channel"]) == self.keys.wake:
+                    self._wake.set()
+                else:
+                    await self._control(json.loads(message["data"]))
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    async def _control(self, message: dict[str, Any]) -> None:
+        easel = self.ctx.get("easel")
+        if "cancel" in message and easel is not None and message["cancel"] in self.job_tasks:
+            await easel.runner.cancel(message["cancel"])
+        elif message.get("drain") == self.settings.worker_name:
+            await self.drain()
+
+    async def drain(self) -> None:
+        """Finish the running task, take no more, then stop."""
+        self.draining = True
+        easel = self.ctx.get("easel")
+        if easel is not None:
+            easel.info.state = WorkerState.DRAINING
+            await easel.registry.heartbeat(easel.info)
+        self._wake.set()
