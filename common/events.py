@@ -11,6 +11,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from common.keys import Keys
 from common.models import ImageBytes
@@ -81,4 +82,54 @@ class EventStream:
             for entry_id, fields in entries:
                 key = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
                 events.append((key, TaskEvent.model_validate_json(fields[_FIELD])))
+        return events
+
+
+class EventConsumer:
+    """A durable reader of the stream: one Redis consumer group per front end (e.g. ``bot``).
+
+    Events a consumer read but did not :meth:`ack` are handed to it again first after a restart (from its pending
+    list), then new ones; acknowledged ones never come back. Ack after handling, and use the entry id as an
+    idempotency key where handling has side effects outside Redis.
+    """
+
+    def __init__(self, redis: Redis, keys: Keys, *, group: str, consumer: str = "main") -> None:
+        self._redis = redis
+        self._key = keys.events
+        self.group, self.consumer = group, consumer
+        self._pending_done = False
+
+    async def ensure_group(self, *, from_start: bool = False) -> None:
+        """Create the group if needed: at the stream's end (only new events) or its start (all it holds)."""
+        try:
+            await self._redis.xgroup_create(self._key, self.group, id="0" if from_start else "$", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read(self, *, block_ms: int = 1000, count: int = 100) -> list[tuple[str, TaskEvent]]:
+        """Pending (read before, never acknowledged) events first, then new ones, waiting up to ``block_ms``."""
+        if not self._pending_done:
+            pending = await self._xreadgroup("0", None, count)
+            if pending:
+                return pending
+            self._pending_done = True
+        return await self._xreadgroup(">", block_ms, count)
+
+    async def ack(self, *entry_ids: str) -> None:
+        if entry_ids:
+            await self._redis.xack(self._key, self.group, *entry_ids)
+
+    async def _xreadgroup(self, start: str, block_ms: int | None, count: int) -> list[tuple[str, TaskEvent]]:
+        reply = await self._redis.xreadgroup(
+            self.group, self.consumer, {self._key: start}, count=count, block=block_ms
+        )
+        events = []
+        for _stream, entries in reply or []:
+            for entry_id, fields in entries:
+                key = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                if fields:  # a pending entry trimmed from the stream comes back empty: nothing to hand over
+                    events.append((key, TaskEvent.model_validate_json(fields[_FIELD])))
+                else:
+                    await self.ack(key)
         return events

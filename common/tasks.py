@@ -83,5 +83,6 @@ class TaskResult(BaseModel):
     )
     checkpoint: str | None = Field(default=None, description="Checkpoint title the WebUI used.")
     interrupted: bool = Field(default=False, description="True when the run was interrupted and is partial.")
-    started_ms: int
+    submitted_ms: int = Field(default=0, description="When the task was queued (epoch ms).")
+    started_ms: int = Field(description="When a worker started it (epoch ms).")
     finished_ms: int

@@ -34,6 +34,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_redis_flags(worker)
     worker.add_argument("--webui-url", help="the WebUI's base URL (default: $EASEL_WEBUI_URL)")
     worker.add_argument("--name", dest="worker_name", help="worker name (default: $EASEL_WORKER_NAME or host name)")
+    worker.add_argument("--drain", action="store_true",
+                        help="tell the running worker of this name to finish its task, take no more and stop")
+
+    listing = commands.add_parser("workers", help="list the live workers")
+    _add_redis_flags(listing)
+    listing.add_argument("--json", action="store_true")
+
+    queue = commands.add_parser("queue", help="show the queue in fair order with positions and ETAs")
+    _add_redis_flags(queue)
+    queue.add_argument("--json", action="store_true")
+
+    cancel = commands.add_parser("cancel", help="cancel tasks (JOB.N) or whole jobs (JOB)")
+    _add_redis_flags(cancel)
+    cancel.add_argument("ids", nargs="+", metavar="ID")
+    cancel.add_argument("--by", default="an operator", help="who cancels (shown to the owner)")
 
     stub = commands.add_parser("stub-webui", help="run the A1111-compatible stand-in WebUI (no GPU needed)")
     stub.add_argument("--host", default="127.0.0.1")
@@ -72,11 +87,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "worker":
+        settings = load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix,
+                                 webui_url=args.webui_url, worker_name=args.worker_name)
+        if args.drain:
+            from easel.admin import drain
+
+            return drain(settings)
         from workers.worker import run
 
-        run(load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix,
-                          webui_url=args.webui_url, worker_name=args.worker_name))
+        run(settings)
         return 0
+    if args.command in ("workers", "queue", "cancel"):
+        from easel import admin
+
+        settings = load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix)
+        if args.command == "cancel":
+            return admin.cancel(settings, args.ids, args.by)
+        return (admin.workers if args.command == "workers" else admin.queue)(settings, args.json)
     if args.command == "stub-webui":
         from webui_stub.engine import StubConfig
         from webui_stub.server import run as run_stub

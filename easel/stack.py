@@ -51,11 +51,14 @@ def _wait(check: object, what: str, process: subprocess.Popen[bytes] | None, log
 class LocalStack:
     """Start with ``with LocalStack() as stack:``; ``stack.settings`` points a client at it."""
 
-    def __init__(self, *, redis_url: str | None = None, step_ms: float = 40, load_ms: float = 300,
-                 workers: int = 1, prefix: str | None = None) -> None:
-        self.redis_url = redis_url if redis_url is not None else os.environ.get("REDIS_URL") or None
+    def __init__(self, *, redis_url: str | None = None, embedded: bool = False, step_ms: float = 40,
+                 load_ms: float = 300, workers: int = 1, prefix: str | None = None,
+                 worker_env: dict[str, str] | None = None) -> None:
+        self.redis_url = None if embedded else (redis_url or os.environ.get("REDIS_URL") or None)
         self.prefix = prefix or f"easel-{secrets.token_hex(4)}:"
         self.step_ms, self.load_ms, self.worker_count = step_ms, load_ms, workers
+        self.worker_env = worker_env or {}
+        self.workers: dict[str, subprocess.Popen[bytes]] = {}
         self.logs = Path(tempfile.mkdtemp(prefix="easel-stack-"))
         self.webui_urls: list[str] = []
         self.worker_names: list[str] = []
@@ -91,13 +94,14 @@ class LocalStack:
         self._valkey, self._own_redis = server, True
         self.redis_url = server.connection_url
 
-    def _spawn(
-        self, name: str, args: list[str], env: dict[str, str] | None = None
+    def spawn(
+        self, name: str, args: list[str], env: dict[str, str] | None = None, *, module: str = "easel"
     ) -> tuple[subprocess.Popen[bytes], Path]:
+        """Start ``python -m module args`` with its output in ``logs/<name>.log``; stopped on exit."""
         log = self.logs / f"{name}.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "easel", *args],
+                [sys.executable, "-m", module, *args],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**os.environ, **(env or {})},
             )
@@ -106,7 +110,7 @@ class LocalStack:
 
     def start_stub(self, name: str) -> str:
         port = free_port()
-        process, log = self._spawn(
+        process, log = self.spawn(
             name, ["stub-webui", "--port", str(port), "--step-ms", str(self.step_ms), "--load-ms", str(self.load_ms)]
         )
         url = f"http://127.0.0.1:{port}"
@@ -117,15 +121,23 @@ class LocalStack:
     def start_worker(self, name: str, webui_url: str) -> subprocess.Popen[bytes]:
         assert self.redis_url is not None
         env = {"REDIS_URL": self.redis_url, "EASEL_REDIS_PREFIX": self.prefix, "EASEL_WEBUI_URL": webui_url,
-               "EASEL_WORKER_NAME": name, "EASEL_LOG_LEVEL": "WARNING"}
-        process, log = self._spawn(name, ["worker"], env)
+               "EASEL_WORKER_NAME": name, "EASEL_LOG_LEVEL": "WARNING", **self.worker_env}
+        process, log = self.spawn(name, ["worker"], env)
         client = redis.Redis.from_url(self.redis_url)
         try:
             _wait(lambda: client.exists(Keys(self.prefix).worker(name)), f"worker {name}", process, log, 30)
         finally:
             client.close()
         self.worker_names.append(name)
+        self.workers[name] = process
         return process
+
+    def kill_worker(self, name: str) -> None:
+        """SIGKILL a worker, as a crash or power loss would."""
+        process = self.workers.pop(name)
+        process.kill()
+        process.wait()
+        self.worker_names.remove(name)
 
     def close(self) -> None:
         for process in reversed(self._processes):

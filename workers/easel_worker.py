@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import secrets
-import time
+from collections import Counter
 from typing import Any
 
 from arq.connections import create_pool
@@ -33,7 +33,7 @@ from workers.picking import Candidate, choose
 log = logging.getLogger(__name__)
 
 CANDIDATES = 200  # how far down the fair order a worker looks for tasks it should run
-HOLDERS_REFRESH_S = 1.0
+CLAIM_ATTEMPTS = 5  # choices per poll when other workers keep winning the race for the chosen task
 
 
 class EaselWorker(Worker):
@@ -49,7 +49,6 @@ class EaselWorker(Worker):
         self.draining = False
         self._wake = asyncio.Event()
         self._metas: dict[str, TaskMeta] = {}
-        self._holders: tuple[float, dict[str, int]] = (0.0, {})
         self._background: list[asyncio.Task[None]] = []
         self.scripts: Scripts | None = None
 
@@ -83,10 +82,15 @@ class EaselWorker(Worker):
             await asyncio.gather(*self._background, return_exceptions=True)
 
     async def _poll_iteration(self) -> None:
-        if self.allow_pick_jobs and not self.draining and self.job_counter < self.max_jobs and self._healthy():
+        # Claim one task at a time and choose again after a lost race: the winner's claim changes the picture
+        # (another worker now holds that checkpoint), so several idle workers do not all switch to the same one.
+        for _ in range(CLAIM_ATTEMPTS):
+            if not (self.allow_pick_jobs and not self.draining and self.job_counter < self.max_jobs
+                    and self._healthy()):
+                break
             order = await self._choose()
-            if order:
-                await self.start_jobs([task_id.encode() for task_id in order])
+            if not order or await self._claim(order[0]):
+                break
         for job_id, task in list(self.tasks.items()):
             if task.done():
                 del self.tasks[job_id]
@@ -106,25 +110,30 @@ class EaselWorker(Worker):
         )
         now = timestamp_ms()
         info = self.ctx["easel"].info
-        candidates, self._metas = [], {}
-        for i in range(0, len(flat), 6):
-            raw_meta, score, running, passed = flat[i + 2], flat[i + 3], int(flat[i + 4]), flat[i + 5]
-            if not raw_meta or not score or running or float(score) > now:
-                continue
-            meta = TaskMeta.model_validate_json(raw_meta)
-            if meta.checkpoint is not None and info.find_checkpoint(meta.checkpoint) is None:
-                continue  # another worker has that checkpoint
-            self._metas[meta.task_id] = meta
-            candidates.append(Candidate(meta, int(float(score)), int(passed) if passed else None))
-        if not candidates:
-            return []
 
         def resolve(query: str | None) -> str | None:
             found = info.find_checkpoint(query) if query else None
             return found.title if found else None
 
+        candidates, self._metas = [], {}
+        holders: Counter[str] = Counter()
+        for i in range(0, len(flat), 6):
+            raw_meta, score, running, passed = flat[i + 2], flat[i + 3], int(flat[i + 4]), flat[i + 5]
+            if not raw_meta or not score:
+                continue
+            meta = TaskMeta.model_validate_json(raw_meta)
+            if running:  # claims are atomic, so running tasks say at once which checkpoints are being served
+                holders[resolve(meta.checkpoint) or ""] += 1
+                continue
+            if float(score) > now or (meta.checkpoint is not None and resolve(meta.checkpoint) is None):
+                continue  # deferred (retry back-off), or a checkpoint only other workers have
+            self._metas[meta.task_id] = meta
+            candidates.append(Candidate(meta, int(float(score)), int(passed) if passed else None))
+        if not candidates:
+            return []
+        holders.update(await self._idle_elsewhere())
         choice = choose(
-            candidates, loaded=info.loaded_checkpoint, resolve=resolve, holders=await self._loaded_elsewhere(),
+            candidates, loaded=info.loaded_checkpoint, resolve=resolve, holders=dict(holders),
             now_ms=now, max_pass_over_ms=self.settings.max_pass_over_s * 1000, affinity=self.settings.affinity,
         )
         if choice.passed_over:
@@ -134,41 +143,39 @@ class EaselWorker(Worker):
                 await pipe.execute()
         return choice.order
 
-    async def _loaded_elsewhere(self) -> dict[str, int]:
-        """How many other live workers have each checkpoint loaded (refreshed at most once a second)."""
-        fetched, counts = self._holders
-        if time.monotonic() - fetched < HOLDERS_REFRESH_S:
-            return counts
-        counts = {}
+    async def _idle_elsewhere(self) -> Counter[str]:
+        """Checkpoints loaded on the other idle workers (busy ones are counted by their running tasks)."""
+        counts: Counter[str] = Counter()
         for worker in await self.ctx["easel"].registry.live():
-            usable = worker.state not in (WorkerState.DRAINING, WorkerState.UNHEALTHY)
-            if worker.name != self.settings.worker_name and usable and worker.loaded_checkpoint:
-                counts[worker.loaded_checkpoint] = counts.get(worker.loaded_checkpoint, 0) + 1
-        self._holders = (time.monotonic(), counts)
+            if worker.name != self.settings.worker_name and worker.state == WorkerState.IDLE:
+                counts[worker.loaded_checkpoint or ""] += 1
         return counts
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """Claim the first task of ``job_ids`` that is still free (atomically, with this worker's lease)."""
-        assert self.scripts is not None
+        """arq's entry point, kept for completeness: claim the first of ``job_ids`` that is still free."""
         for raw in job_ids:
-            if self.job_counter >= self.max_jobs:
+            if self.job_counter >= self.max_jobs or await self._claim(raw.decode()):
                 return
-            job_id = raw.decode()
-            meta = self._metas.get(job_id)
-            await self.sem.acquire()
-            now = timestamp_ms()
-            claimed = await self.scripts.claim(
-                keys=[self.queue_name, ARQ_IN_PROGRESS_PREFIX + job_id, self.keys.vclock],
-                args=[job_id, now, self.token, int(self.settings.lease_s * 1000), meta.vstart if meta else 0],
-            )
-            if not claimed:
-                self.sem.release()
-                continue
-            self.job_counter += 1
-            score = await self.pool.zscore(self.queue_name, job_id)
-            task = self.loop.create_task(self.run_job(job_id, int(score or now)))
-            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
-            self.tasks[job_id] = task
+
+    async def _claim(self, job_id: str) -> bool:
+        """Claim ``job_id`` atomically with this worker's lease and start it; False if another worker was first."""
+        assert self.scripts is not None
+        meta = self._metas.get(job_id)
+        await self.sem.acquire()
+        now = timestamp_ms()
+        claimed = await self.scripts.claim(
+            keys=[self.queue_name, ARQ_IN_PROGRESS_PREFIX + job_id, self.keys.vclock],
+            args=[job_id, now, self.token, int(self.settings.lease_s * 1000), meta.vstart if meta else 0],
+        )
+        if not claimed:
+            self.sem.release()
+            return False
+        self.job_counter += 1
+        score = await self.pool.zscore(self.queue_name, job_id)
+        task = self.loop.create_task(self.run_job(job_id, int(score or now)))
+        task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+        self.tasks[job_id] = task
+        return True
 
     async def run_job(self, job_id: str, score: int) -> None:
         try:

@@ -86,7 +86,7 @@ class TaskRunner:
         return TaskResult(
             task_id=spec.task_id, job_id=spec.job_id, worker=self.info.name, images=images,
             seeds=[image.seed for image in images], parameters=parameters, checkpoint=self.info.loaded_checkpoint,
-            started_ms=started, finished_ms=now_ms(),
+            submitted_ms=spec.submitted_ms, started_ms=started, finished_ms=now_ms(),
         )
 
     async def cancel(self, task_id: str) -> None:

@@ -1,0 +1,92 @@
+"""``python -m bench [--json]``: the worker pool against its targets, and plain arq measured in the same run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench import scenarios
+
+TARGETS = {
+    "pickup_p50_ms": ("<=", 10),
+    "pickup_p99_ms": ("<=", 50),
+    "duty_cycle": (">=", 0.98),
+    "redelivery_s": ("<=", 10),
+}
+
+
+async def measure() -> dict[str, Any]:
+    pickups = await scenarios.pickup()
+    duty = await scenarios.duty_cycle()
+    redelivery = await scenarios.redelivery()
+    affinity = await scenarios.switches(affinity=True)
+    fifo = await scenarios.switches(affinity=False)
+    light_wait, task_s = await scenarios.fairness()
+    eta = await scenarios.eta_error()
+    arq_pickups = await scenarios.arq_pickup()
+    return {
+        "pickup_p50_ms": round(scenarios.percentile(pickups, 50), 2),
+        "pickup_p99_ms": round(scenarios.percentile(pickups, 99), 2),
+        "duty_cycle": round(duty, 4),
+        "redelivery_s": round(redelivery, 2),
+        "switches_affinity": affinity,
+        "switches_fifo": fifo,
+        "light_user_wait_s": round(light_wait, 3),
+        "task_s": round(task_s, 3),
+        "eta_error": round(eta, 4),
+        "baseline": {
+            "pickup_p50_ms": round(scenarios.percentile(arq_pickups, 50), 2),
+            "pickup_p99_ms": round(scenarios.percentile(arq_pickups, 99), 2),
+            "duty_cycle": round(await scenarios.arq_duty_cycle(), 4),
+            "redelivery_s": round(await scenarios.arq_redelivery(), 2),
+        },
+    }
+
+
+def checks(figures: dict[str, Any]) -> dict[str, bool]:
+    ok = {key: (figures[key] <= bound if op == "<=" else figures[key] >= bound) for key, (op, bound) in TARGETS.items()}
+    ok["switches_affinity"] = figures["switches_affinity"] <= figures["switches_fifo"] / 4
+    ok["light_user_wait_s"] = figures["light_user_wait_s"] <= 2 * figures["task_s"]
+    ok["eta_error"] = figures["eta_error"] <= 0.2
+    return ok
+
+
+def show(figures: dict[str, Any], seconds: float) -> None:
+    ok = checks(figures)
+    targets = {**{k: f"{op} {bound}" for k, (op, bound) in TARGETS.items()},
+               "switches_affinity": f"<= switches_fifo / 4 = {figures['switches_fifo'] / 4:g}",
+               "light_user_wait_s": f"<= 2 x task_s = {2 * figures['task_s']:.3f}", "eta_error": "<= 0.2"}
+    table = Table(title=f"Easel worker pool benchmark ({seconds:.0f} s)")
+    for column in ("figure", "Easel", "target", "", "plain arq"):
+        table.add_column(column)
+    for key, value in figures.items():
+        if key == "baseline":
+            continue
+        mark = "" if key not in ok else ("[green]ok[/]" if ok[key] else "[red]MISSED[/]")
+        table.add_row(key, str(value), targets.get(key, ""), mark, str(figures["baseline"].get(key, "")))
+    Console().print(table)
+    Console().print("plain arq: its defaults (0.5 s poll, FIFO, job_timeout 300 s) with max_jobs=1 and JSON; "
+                    "its redelivery is read off the in-progress key's TTL (waiting it out takes over 5 minutes).")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--json", action="store_true", help="print one JSON object with the figures")
+    args = parser.parse_args()
+    started = time.monotonic()
+    figures = asyncio.run(measure())
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        show(figures, time.monotonic() - started)
+    return 0 if all(checks(figures).values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
