@@ -86,6 +86,11 @@ class Keys:
         return f"{self.prefix}passed"
 
     @property
+    def avoid(self) -> str:
+        """Hash: task id -> the worker its last try failed on (others get the first chance at the retry)."""
+        return f"{self.prefix}avoid"
+
+    @property
     def speeds(self) -> str:
         """Hash of moving averages of task speed (per worker, per checkpoint, load times)."""
         return f"{self.prefix}speeds"

@@ -34,7 +34,7 @@ from common.limits import SEED_MAX, Limits
 from common.models import GenerationRequest, UpscaleRequest
 from common.registry import Registry
 from common.scheduling import EPOCH_MS, Estimate, QueuedTask, Speeds, TaskMeta, estimate, work_of
-from common.scripts import Scripts, text
+from common.scripts import CANDIDATE_FIELDS, Scripts, text
 from common.settings import Settings
 from common.tasks import JobRecord, Origin, TaskResult, TaskSpec, new_job_id, now_ms, task_id_for
 
@@ -164,11 +164,11 @@ class EaselClient:
     async def queue(self, limit: int = 10_000) -> list[QueuedTask]:
         """Every queued or running task in fair order."""
         flat = await self.scripts.candidates(
-            keys=[self.keys.order, self.keys.meta, self.keys.queue, self.keys.passed],
+            keys=[self.keys.order, self.keys.meta, self.keys.queue, self.keys.passed, self.keys.avoid],
             args=[limit, ARQ_IN_PROGRESS_PREFIX],
         )
         tasks = []
-        for i in range(0, len(flat), 6):
+        for i in range(0, len(flat), CANDIDATE_FIELDS):
             if not flat[i + 2]:
                 continue  # removed between reads
             meta = TaskMeta.model_validate_json(flat[i + 2])
@@ -222,7 +222,7 @@ class EaselClient:
                                   task_id, self.keys.queue, task_id, serializer=serialization.serialize)
         keys = [self.keys.queue, ARQ_IN_PROGRESS_PREFIX + task_id, self.keys.order, self.keys.meta,
                 ARQ_JOB_PREFIX + task_id, ARQ_RESULT_PREFIX + task_id, self.keys.cancel(task_id),
-                ARQ_RETRY_PREFIX + task_id, self.keys.passed]
+                ARQ_RETRY_PREFIX + task_id, self.keys.passed, self.keys.avoid]
         message = json.dumps({"cancel": task_id, "by": by})
         args: list[Any] = [task_id, result or b"", int(self._settings.result_ttl_s * 1000), self.keys.user_tasks(""),
                 self.keys.control, message]

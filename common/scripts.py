@@ -16,9 +16,9 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-# Removes a task from every Easel index (queue, order, meta, passed, its owner's set).
+# Removes a task from every Easel index (queue, order, meta, passed, avoid, its owner's set).
 _FORGET = """
-local function forget(queue, order, meta, passed, id, user_prefix)
+local function forget(queue, order, meta, passed, avoid, id, user_prefix)
   redis.call('ZREM', queue, id)
   redis.call('ZREM', order, id)
   local m = redis.call('HGET', meta, id)
@@ -27,6 +27,7 @@ local function forget(queue, order, meta, passed, id, user_prefix)
   end
   redis.call('HDEL', meta, id)
   redis.call('HDEL', passed, id)
+  redis.call('HDEL', avoid, id)
 end
 """
 
@@ -62,8 +63,9 @@ return {1, queued}
 """
 
 CANDIDATES = """
--- KEYS: order, meta, queue, passed. ARGV: count, in-progress key prefix
--- Returns flat [id, fair key, meta, queue score or '', running 0/1, passed-since or ''] for the first `count`.
+-- KEYS: order, meta, queue, passed, avoid. ARGV: count, in-progress key prefix
+-- Returns flat [id, fair key, meta, queue score or '', running 0/1, passed-since or '', worker to avoid or '']
+-- for the first `count` tasks in fair order.
 local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
 local out = {}
 for i = 1, #ids, 2 do
@@ -74,6 +76,7 @@ for i = 1, #ids, 2 do
   out[#out + 1] = redis.call('ZSCORE', KEYS[3], id) or ''
   out[#out + 1] = redis.call('EXISTS', ARGV[2] .. id)
   out[#out + 1] = redis.call('HGET', KEYS[4], id) or ''
+  out[#out + 1] = redis.call('HGET', KEYS[5], id) or ''
 end
 return out
 """
@@ -103,7 +106,7 @@ return kept
 """
 
 FINISH = _FORGET + """
--- KEYS: in-progress, queue, result, retry, job, order, meta, cancel flag, passed
+-- KEYS: in-progress, queue, result, retry, job, order, meta, cancel flag, passed, avoid
 -- ARGV: token, id, finish 0/1, result data, result px (0 = keep), incr score or '', user-task key prefix, wake channel
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[3] == '1' then
@@ -115,7 +118,7 @@ if ARGV[3] == '1' then
     end
   end
   redis.call('DEL', KEYS[4], KEYS[5], KEYS[8])
-  forget(KEYS[2], KEYS[6], KEYS[7], KEYS[9], ARGV[2], ARGV[7])
+  forget(KEYS[2], KEYS[6], KEYS[7], KEYS[9], KEYS[10], ARGV[2], ARGV[7])
 else
   if ARGV[6] ~= '' then
     redis.call('ZINCRBY', KEYS[2], ARGV[6], ARGV[2])
@@ -127,7 +130,7 @@ return 1
 """
 
 CANCEL = _FORGET + """
--- KEYS: queue, in-progress, order, meta, job, result, cancel flag, retry, passed
+-- KEYS: queue, in-progress, order, meta, job, result, cancel flag, retry, passed, avoid
 -- ARGV: id, result data, result px, user-task key prefix, control channel, control message
 if redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('SET', KEYS[7], '1', 'EX', 86400)
@@ -137,9 +140,12 @@ end
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 'gone' end
 redis.call('SET', KEYS[6], ARGV[2], 'PX', ARGV[3])
 redis.call('DEL', KEYS[5], KEYS[8])
-forget(KEYS[1], KEYS[3], KEYS[4], KEYS[9], ARGV[1], ARGV[4])
+forget(KEYS[1], KEYS[3], KEYS[4], KEYS[9], KEYS[10], ARGV[1], ARGV[4])
 return 'removed'
 """
+
+
+CANDIDATE_FIELDS = 7  # values per task in a CANDIDATES reply
 
 
 class Scripts:

@@ -1,8 +1,8 @@
 """The stub WebUI's HTTP surface: A1111's routes and error bodies, plus ``/stub/*`` controls for tests.
 
 Fault switches (``POST /stub/faults {"mode": ..., "count": n}``) make the next n generation requests answer
-500 out-of-memory (``oom``), 500 RuntimeError (``error``), never answer (``hang``), drop the connection
-(``drop``) or send a body that is not JSON (``malformed``). ``count`` -1 keeps the fault on until cleared.
+500 out-of-memory (``oom``), 500 RuntimeError (``error``), 422 validation (``reject``), never answer (``hang``),
+drop the connection (``drop``) or send a body that is not JSON (``malformed``). ``count`` -1 keeps the fault on until cleared.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from webui_stub import catalog
 from webui_stub.engine import Engine, StubConfig, StubHTTPError, decode_image
 from webui_stub.requests import ExtrasRequest, Img2ImgRequest, Txt2ImgRequest
 
-FAULT_MODES = ("oom", "error", "hang", "drop", "malformed")
+FAULT_MODES = ("oom", "error", "reject", "hang", "drop", "malformed")
 GENERATION_PATHS = ("/sdapi/v1/txt2img", "/sdapi/v1/img2img", "/sdapi/v1/extra-single-image")
 
 ENGINE = web.AppKey("engine", Engine)
@@ -97,6 +97,10 @@ async def _apply_fault(request: web.Request) -> web.StreamResponse | None:
                                 "21.02 GiB already allocated; 1.12 GiB free)"}, 500)
     if fault.mode == "error":
         return _json({"error": "RuntimeError", "detail": "", "body": "", "errors": "stub: injected failure"}, 500)
+    if fault.mode == "reject":  # what FastAPI answers for a field out of range
+        detail = [{"loc": ["body", "steps"], "msg": "ensure this value is less than or equal to 150",
+                   "type": "value_error.number.not_le", "ctx": {"limit_value": 150}}]
+        return _json({"detail": detail}, 422)
     if fault.mode == "malformed":
         return web.Response(text="<html>Bad Gateway</html>{", status=200, content_type="application/json")
     if fault.mode == "drop":

@@ -26,13 +26,14 @@ from arq.worker import Worker
 from common.keys import ARQ_IN_PROGRESS_PREFIX, ARQ_JOB_PREFIX, ARQ_RESULT_PREFIX, ARQ_RETRY_PREFIX, Keys
 from common.registry import WorkerState
 from common.scheduling import TaskMeta
-from common.scripts import Scripts, text
+from common.scripts import CANDIDATE_FIELDS, Scripts, text
 from common.settings import Settings
 from workers.picking import Candidate, choose
 
 log = logging.getLogger(__name__)
 
 CANDIDATES = 200  # how far down the fair order a worker looks for tasks it should run
+RETRY_ELSEWHERE_MS = 1000  # how long a worker leaves a task that just failed on it to the others
 CLAIM_ATTEMPTS = 5  # choices per poll when other workers keep winning the race for the chosen task
 
 
@@ -105,7 +106,7 @@ class EaselWorker(Worker):
     async def _choose(self) -> list[str]:
         assert self.scripts is not None
         flat = await self.scripts.candidates(
-            keys=[self.keys.order, self.keys.meta, self.keys.queue, self.keys.passed],
+            keys=[self.keys.order, self.keys.meta, self.keys.queue, self.keys.passed, self.keys.avoid],
             args=[CANDIDATES, ARQ_IN_PROGRESS_PREFIX],
         )
         now = timestamp_ms()
@@ -117,8 +118,9 @@ class EaselWorker(Worker):
 
         candidates, self._metas = [], {}
         holders: Counter[str] = Counter()
-        for i in range(0, len(flat), 6):
+        for i in range(0, len(flat), CANDIDATE_FIELDS):
             raw_meta, score, running, passed = flat[i + 2], flat[i + 3], int(flat[i + 4]), flat[i + 5]
+            avoid = text(flat[i + 6])
             if not raw_meta or not score:
                 continue
             meta = TaskMeta.model_validate_json(raw_meta)
@@ -127,6 +129,8 @@ class EaselWorker(Worker):
                 continue
             if float(score) > now or (meta.checkpoint is not None and resolve(meta.checkpoint) is None):
                 continue  # deferred (retry back-off), or a checkpoint only other workers have
+            if avoid == self.settings.worker_name and now - float(score) < RETRY_ELSEWHERE_MS:
+                continue  # its last try failed here: give the other workers the first chance
             self._metas[meta.task_id] = meta
             candidates.append(Candidate(meta, int(float(score)), int(passed) if passed else None))
         if not candidates:
@@ -210,7 +214,7 @@ class EaselWorker(Worker):
         stored = await self.scripts.finish(
             keys=[ARQ_IN_PROGRESS_PREFIX + job_id, self.queue_name, ARQ_RESULT_PREFIX + job_id,
                   ARQ_RETRY_PREFIX + job_id, ARQ_JOB_PREFIX + job_id, keys.order, keys.meta, keys.cancel(job_id),
-                  keys.passed],
+                  keys.passed, keys.avoid],
             args=[self.token, job_id, "1" if finish else "0", result or b"", expire_ms or 0,
                   "" if incr_score is None else incr_score, keys.user_tasks(""), keys.wake],
         )

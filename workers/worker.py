@@ -243,6 +243,7 @@ async def _retry_or_fail(ctx: dict[str, Any], spec: TaskSpec, exc: Exception) ->
     if job_try >= settings.max_tries:
         return _fail(ctx, spec, f"{exc} (gave up after {job_try} tries)", FailureCode.WEBUI_ERROR)
     defer = settings.retry_backoff_s * 2 ** (job_try - 1)
+    await ctx["redis"].hset(Keys(settings.redis_prefix).avoid, spec.task_id, wctx.info.name)
     await wctx.events.publish(TaskEvent(
         type=EventType.RETRYING, task_id=spec.task_id, job_id=spec.job_id, worker=wctx.info.name,
         message=f"{exc}; retrying in {defer:.0f}s (try {job_try + 1} of {settings.max_tries})",
