@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -44,6 +44,15 @@ async def failure_of(client: EaselClient, task_id: str, limit_s: float = 20) -> 
                     pytest.fail(f"{task_id} finished")
             except TaskFailed as exc:
                 return exc
+            await asyncio.sleep(0.02)
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], limit_s: float = 5) -> Any:
+    """Poll ``check`` until it returns something truthy."""
+    async with asyncio.timeout(limit_s):
+        while True:
+            if value := await check():
+                return value
             await asyncio.sleep(0.02)
 
 
@@ -189,9 +198,7 @@ async def test_cancel_a_running_task_interrupts_the_webui(
     await start_worker(stub.url)
     record = await client.submit("u:a", CLI, [small(1, steps=100)])  # 5 s of sampling
     task_id = record.task_ids[0]
-    async with asyncio.timeout(5):
-        while not await started_order(client):
-            await asyncio.sleep(0.02)
+    await eventually(lambda: started_order(client))
     await asyncio.sleep(0.2)
     loop = asyncio.get_running_loop()
     asked = loop.time()
@@ -297,9 +304,7 @@ async def test_a_server_error_is_retried_on_another_worker(
     await fault(broken, "error", count=-1)
     await start_worker(broken.url, worker_name="broken")
     record = await client.submit("u:a", CLI, [small(1)])
-    async with asyncio.timeout(5):
-        while not await events(client, EventType.RETRYING):
-            await asyncio.sleep(0.02)
+    await eventually(lambda: events(client, EventType.RETRYING))
     await start_worker(healthy.url, worker_name="healthy")
     result = await result_of(client, record.task_ids[0])
     assert result.worker == "healthy"

@@ -2,7 +2,8 @@
 
 Fault switches (``POST /stub/faults {"mode": ..., "count": n}``) make the next n generation requests answer
 500 out-of-memory (``oom``), 500 RuntimeError (``error``), 422 validation (``reject``), never answer (``hang``),
-drop the connection (``drop``) or send a body that is not JSON (``malformed``). ``count`` -1 keeps the fault on until cleared.
+drop the connection (``drop``) or send a body that is not JSON (``malformed``). ``count`` -1 keeps the fault on
+until cleared.
 """
 
 from __future__ import annotations
