@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from common.errors import TaskFailed
+from common.errors import FailureCode, TaskFailed
 from common.events import TERMINAL, EventType, TaskEvent
 from common.queue import EaselClient
 from common.tasks import JobRecord, TaskResult
@@ -94,7 +94,8 @@ class JobWatcher:
         try:
             result = await self._client.result(task.task_id)
         except TaskFailed as exc:
-            task.state, task.message = EventType.FAILED, str(exc)
+            cancelled = exc.code == FailureCode.CANCELLED
+            task.state, task.message = (EventType.CANCELLED if cancelled else EventType.FAILED), str(exc)
             return
         if result is not None:
             task.state, task.result, task.position = EventType.FINISHED, result, None

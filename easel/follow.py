@@ -22,8 +22,8 @@ def _status(task: TaskView) -> str:
     if task.state == EventType.FINISHED and task.result is not None:
         seeds = ", ".join(str(s) for s in task.result.seeds)
         return f"[green]done[/] seed {seeds}"
-    if task.state == EventType.FAILED:
-        return f"[red]failed[/]: {task.message}"
+    if task.state in (EventType.FAILED, EventType.CANCELLED):
+        return f"[red]{task.state.value}[/]: {task.message}"
     return f"{task.state.value}{f': {task.message}' if task.message else ''}"
 
 

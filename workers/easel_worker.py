@@ -135,6 +135,8 @@ class EaselWorker(Worker):
             candidates.append(Candidate(meta, int(float(score)), int(passed) if passed else None))
         if not candidates:
             return []
+        if {resolve(c.meta.checkpoint) or info.loaded_checkpoint for c in candidates} == {info.loaded_checkpoint}:
+            return [c.meta.task_id for c in candidates]  # all suit what is loaded: fair order, no need to ask
         holders.update(await self._idle_elsewhere())
         choice = choose(
             candidates, loaded=info.loaded_checkpoint, resolve=resolve, holders=dict(holders),

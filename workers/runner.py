@@ -11,7 +11,8 @@ import contextlib
 import io
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from PIL import Image
 from redis.asyncio import Redis
@@ -60,13 +61,17 @@ class TaskRunner:
         self.progress_interval_s = progress_interval_s
         self._on_state = on_state
         self._cancelled: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
 
     async def run(self, spec: TaskSpec) -> TaskResult:
         started = now_ms()
         self.info.task_started_ms = started
-        await self._set_state(WorkerState.BUSY, spec.task_id)
-        await self._publish(spec, EventType.STARTED, position=0)
-        if await self.redis.exists(self.keys.cancel(spec.task_id)):
+        _, _, cancelled = await asyncio.gather(
+            self._set_state(WorkerState.BUSY, spec.task_id),
+            self._publish(spec, EventType.STARTED, position=0),
+            self.redis.exists(self.keys.cancel(spec.task_id)),
+        )
+        if cancelled:
             self._cancelled.add(spec.task_id)  # cancelled between the claim and now
         self._raise_if_cancelled(spec)
         request = spec.request
@@ -81,13 +86,18 @@ class TaskRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
         self._raise_if_cancelled(spec)
-        await self._record_speed(request, time.monotonic() - began)
+        self._in_background(self._record_speed(request, time.monotonic() - began))  # off the GPU's critical path
         self.info.tasks_done += 1
         return TaskResult(
             task_id=spec.task_id, job_id=spec.job_id, worker=self.info.name, images=images,
             seeds=[image.seed for image in images], parameters=parameters, checkpoint=self.info.loaded_checkpoint,
             submitted_ms=spec.submitted_ms, started_ms=started, finished_ms=now_ms(),
         )
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._background.discard)
 
     async def cancel(self, task_id: str) -> None:
         """Interrupt ``task_id`` if it is the one running here."""

@@ -196,9 +196,11 @@ async def run_task(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, An
         await asyncio.shield(_abandon(ctx, spec))
         raise
     finally:
-        if wctx.info.state != WorkerState.DRAINING and wctx.info.state != WorkerState.UNHEALTHY:
+        if wctx.info.state not in (WorkerState.DRAINING, WorkerState.UNHEALTHY):
             wctx.info.state = WorkerState.IDLE
         wctx.info.current_task = wctx.info.task_started_ms = None
+        with contextlib.suppress(Exception):  # other workers' affinity choices read who is idle
+            await wctx.registry.heartbeat(wctx.info)
     ctx[_OUTCOME] = TaskEvent(type=EventType.FINISHED, task_id=spec.task_id, job_id=spec.job_id,
                               worker=wctx.info.name)
     return result.model_dump(mode="json")
