@@ -5,6 +5,8 @@ Hierarchy::
     EaselError                 every message is written for the person who made the request
     ├── InvalidRequest         a request breaks a bound; ``problems`` lists one line per field
     ├── NotAvailable           valid, but nothing can serve it now (unknown checkpoint, no worker)
+    ├── NotFound               an unknown job or image id
+    ├── NotPermitted           acting on someone else's job
     └── TaskFailed             a task ran and failed; ``code`` says why (see FailureCode)
 """
 
@@ -34,6 +36,14 @@ class InvalidRequest(EaselError):
 
 class NotAvailable(EaselError):
     """The request is valid but no live worker can serve it (e.g. an unknown checkpoint)."""
+
+
+class NotFound(EaselError):
+    """An unknown job or image id."""
+
+
+class NotPermitted(EaselError):
+    """Acting on someone else's job."""
 
 
 class FailureCode(StrEnum):

@@ -56,6 +56,14 @@ def resolve_seed(request: GenerationRequest) -> GenerationRequest:
     return request.model_copy(update={"seed": random.randrange(SEED_MAX)})
 
 
+class TaskState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"  # includes cancelled (see the failure's code)
+    MISSING = "missing"  # neither queued nor finished: the queue lost it, or its result expired
+
+
 class CancelOutcome(StrEnum):
     REMOVED = "removed"  # was queued; will never run
     INTERRUPTING = "running"  # its worker was told to interrupt it
@@ -94,6 +102,7 @@ class EaselClient:
         labels: Sequence[str] | None = None,
         *,
         priority: str = "default",
+        job_id: str | None = None,
     ) -> JobRecord:
         """Validate ``requests`` against the limits and the live workers, then queue them as one job.
 
@@ -109,7 +118,7 @@ class EaselClient:
             known = ", ".join(settings.priority_classes)
             raise InvalidRequest([f"priority: unknown class '{priority}'; known: {known}"])
         check_servable(requests, await self.registry.live())
-        job_id = new_job_id()
+        job_id = job_id or new_job_id()
         labels = list(labels) if labels is not None else [""] * len(requests)
         specs = [
             TaskSpec(task_id=task_id_for(job_id, i), job_id=job_id, index=i, owner=owner, label=labels[i],
@@ -124,6 +133,10 @@ class EaselClient:
             await self.events.publish(TaskEvent(type=EventType.QUEUED, task_id=spec.task_id, job_id=job_id,
                                                 position=positions.get(spec.task_id)))
         return record
+
+    async def requeue(self, record: JobRecord, specs: list[TaskSpec], priority: str = "default") -> None:
+        """Put tasks that the queue lost (e.g. Redis was reset) back, under their own ids."""
+        await self._enqueue(record, specs, priority)
 
     async def _enqueue(self, record: JobRecord, specs: list[TaskSpec], priority: str) -> None:
         settings, now = self._settings, now_ms()
@@ -194,6 +207,20 @@ class EaselClient:
 
     async def queue_depth(self) -> int:
         return int(await self.redis.zcard(self.keys.order))
+
+    async def lookup(self, task_id: str) -> tuple[TaskState, TaskResult | TaskFailed | None]:
+        """Where a task is: (state, its result or failure once it has ended)."""
+        job = Job(task_id, self.redis, _queue_name=self.keys.queue, _deserializer=serialization.deserialize)
+        info = await job.result_info()
+        if info is not None:
+            if info.success:
+                return TaskState.DONE, TaskResult.model_validate(info.result)
+            error = info.result if isinstance(info.result, TaskFailed) else TaskFailed(str(info.result))
+            return TaskState.FAILED, error
+        position = (await self.positions([task_id]))[task_id]
+        if position is None:
+            return TaskState.MISSING, None
+        return (TaskState.RUNNING if position == 0 else TaskState.QUEUED), None
 
     async def result(self, task_id: str) -> TaskResult | None:
         """The task's result if it has finished, None while it is queued or running.

@@ -115,6 +115,18 @@ class Settings(BaseSettings):
         default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level of workers and the bot."
     )
 
+    # --- Job store (on the host of a front end) --------------------------------------------------------------
+    data_dir: str = Field(default="./easel-data", description="Folder of the job database and the image store.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy async URL of the job database (default: SQLite in the data folder)."
+    )
+    retention_unkept_days: float = Field(
+        default=30, ge=0, description="Images not kept are purged this many days after they were made."
+    )
+    retention_deleted_days: float = Field(
+        default=1, ge=0, description="Deleted images are purged this many days after their deletion."
+    )
+
     # --- CLI ------------------------------------------------------------------------------------------------
     output_dir: str = Field(default="./easel-output", description="Where `easel submit` and the demo write PNGs.")
 

@@ -1,8 +1,13 @@
 """Sweeps: a list of prompts x lists of parameter values, expanded to the cartesian product of tasks.
 
-Axis syntax (shared by the CLI and the bot): whitespace-separated ``name=v1,v2,...`` items, values quoted when they
-hold spaces or commas are not separators: ``cfg=5,7 denoise=0.3,0.5 sampler="Euler a","DPM++ 2M" lora:detail=0.4,0.8``.
-Every combination is validated like a single request; errors say which task and which field.
+One text syntax, shared by the CLI and the bot::
+
+    a red fox | a snow leopard <lora:detail:1> :: cfg=5,7 steps=20,30 sampler="Euler a","DPM++ 2M"
+
+Prompt alternatives are separated by ``|`` (not inside brackets, where A1111 uses it for alternation), then ``::``
+and whitespace-separated ``name=v1,v2,...`` axes, values quoted when they hold spaces. Either part may be alone.
+Every combination is validated like a single request; errors say which task and which field, or where the text
+stops making sense and what was expected there.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ class SweepSyntaxError(InvalidRequest):
     def __init__(self, text: str, column: int, expected: str) -> None:
         pointer = f"{text}\n{' ' * column}^"
         super().__init__([f"sweep: at column {column + 1}: {expected}\n{pointer}"])
-        self.column = column
+        self.column, self.expected = column, expected
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,47 @@ def parse_axes(text: str) -> list[Axis]:
         if pos < len(text) and not text[pos].isspace():
             raise SweepSyntaxError(text, pos, "expected a space before the next name=value")
     return axes
+
+
+AXES_MARK = "::"
+
+
+def parse_spec(text: str) -> tuple[list[str], list[Axis]]:
+    """``prompt | prompt :: axes`` -> (prompts, axes); raises :class:`SweepSyntaxError` with the column."""
+    cut = text.find(AXES_MARK)
+    prompt_part, axes_part = (text, "") if cut < 0 else (text[:cut], text[cut + len(AXES_MARK):])
+    prompts = _split_prompts(prompt_part, text)
+    try:
+        axes = parse_axes(axes_part)
+    except SweepSyntaxError as exc:
+        raise SweepSyntaxError(text, exc.column + cut + len(AXES_MARK), exc.expected) from None
+    return prompts, axes
+
+
+_OPEN, _CLOSE = "([{<", ")]}>"
+
+
+def _split_prompts(part: str, text: str) -> list[str]:
+    prompts, depth, start = [], 0, 0
+    for i, char in enumerate(part):
+        if char in _OPEN:
+            depth += 1
+        elif char in _CLOSE:
+            depth -= 1
+            if depth < 0:
+                raise SweepSyntaxError(text, i, f"'{char}' closes nothing")
+        elif char == "|" and depth == 0:
+            prompts.append((part[start:i], start))
+            start = i + 1
+    if depth > 0:
+        raise SweepSyntaxError(text, len(part.rstrip()), "a closing bracket")
+    prompts.append((part[start:], start))
+    if len(prompts) == 1 and not prompts[0][0].strip():
+        return []
+    for prompt, at in prompts:
+        if not prompt.strip():
+            raise SweepSyntaxError(text, at, "a prompt between the '|' separators")
+    return [prompt.strip() for prompt, _ in prompts]
 
 
 def count_tasks(prompts: Sequence[str], axes: Sequence[Axis]) -> int:

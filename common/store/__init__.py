@@ -1,0 +1,1 @@
+"""The durable local record of jobs, tasks and images (SQLite by default), and the image files."""

@@ -1,0 +1,78 @@
+"""Tables of the job store. Schema changes go through Alembic migrations (``migrations/versions``)."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class JobRow(Base):
+    """One user request (a generation, a sweep, or a derived job such as "upscale the kept images")."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(100), index=True)
+    origin: Mapped[str] = mapped_column(Text)  # JSON of common.tasks.Origin
+    action: Mapped[str] = mapped_column(String(30))  # generate, upscale-kept, img2img-kept, rerun
+    spec: Mapped[str] = mapped_column(Text, default="")  # what the user typed (sweep text) or a description
+    parent_job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    status: Mapped[str] = mapped_column(String(20))  # queued, running, done, partial, failed, cancelled
+    created_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+
+    tasks: Mapped[list[TaskRow]] = relationship(back_populates="job", cascade="all, delete-orphan",
+                                                order_by="TaskRow.index")
+
+
+class TaskRow(Base):
+    """One WebUI call of a job."""
+
+    __tablename__ = "tasks"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(10))
+    label: Mapped[str] = mapped_column(Text, default="")
+    request: Mapped[str] = mapped_column(Text)  # JSON of the request, images replaced by "sha256:<hex>" refs
+    parent_image_id: Mapped[str | None] = mapped_column(String(48), nullable=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)  # queued, running, done, failed, cancelled
+    worker: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    submitted_ms: Mapped[int] = mapped_column(BigInteger)
+    started_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    finished_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    job: Mapped[JobRow] = relationship(back_populates="tasks")
+    images: Mapped[list[ImageRow]] = relationship(back_populates="task", cascade="all, delete-orphan",
+                                                  order_by="ImageRow.index")
+
+
+class ImageRow(Base):
+    """One generated image; its PNG (with infotext) lives in the image store at ``path``."""
+
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("task_id", "index"), Index("ix_images_purge", "kept", "deleted"))
+
+    id: Mapped[str] = mapped_column(String(48), primary_key=True)  # <task id>.<n>
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[str] = mapped_column(String(32), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text)  # relative to the image store
+    seed: Mapped[int] = mapped_column(BigInteger)
+    infotext: Mapped[str] = mapped_column(Text)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    parent_image_id: Mapped[str | None] = mapped_column(String(48), nullable=True, index=True)
+    kept: Mapped[bool] = mapped_column(Boolean, default=False)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    deleted_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+    task: Mapped[TaskRow] = relationship(back_populates="images")
