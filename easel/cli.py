@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_request_flags(submit)
 
+    from easel.jobs_cli import add_jobs_commands, add_sweep_command
+
+    add_sweep_command(commands, _add_redis_flags)
+    add_jobs_commands(commands, _add_redis_flags)
+
     demo = commands.add_parser("demo", help="run the whole path on this machine with the stub WebUI")
     demo.add_argument("--out", help="output folder (default ./easel-output)")
     demo.add_argument("--step-ms", type=float, default=40.0, help="stub time per sampling step (default 40)")
@@ -114,6 +119,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from easel.submit import submit
 
         return submit(args, load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix))
+    if args.command in ("sweep", "jobs"):
+        from easel import jobs_cli
+
+        settings = load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix)
+        return (jobs_cli.run_sweep if args.command == "sweep" else jobs_cli.run_jobs)(args, settings)
     if args.command == "demo":
         from easel.demo import demo
 

@@ -18,12 +18,14 @@ from common.tasks import Origin
 from easel.follow import follow, save_images, summary_table
 
 
-def add_request_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("prompt", nargs="?", help="what to draw (not needed with --upscale)")
-    parser.add_argument("--also", action="append", default=[], metavar="PROMPT",
-                        help="another prompt for the same settings (repeatable): a sweep over prompts")
-    parser.add_argument("--sweep", default="", metavar="SPEC",
-                        help='parameter lists, e.g. "cfg=5,7 steps=20,30 denoise=0.3,0.5"')
+def add_request_flags(parser: argparse.ArgumentParser, *, sweep_spec: bool = False) -> None:
+    """The request's settings as flags; with ``sweep_spec`` the prompts and lists come from the spec instead."""
+    if not sweep_spec:
+        parser.add_argument("prompt", nargs="?", help="what to draw (not needed with --upscale)")
+        parser.add_argument("--also", action="append", default=[], metavar="PROMPT",
+                            help="another prompt for the same settings (repeatable): a sweep over prompts")
+        parser.add_argument("--sweep", default="", metavar="SPEC",
+                            help='parameter lists, e.g. "cfg=5,7 steps=20,30 denoise=0.3,0.5"')
     parser.add_argument("--negative", dest="negative_prompt", help="negative prompt")
     parser.add_argument("--checkpoint", help="checkpoint name, title or hash")
     parser.add_argument("--sampler", help='sampler, e.g. "DPM++ 2M"')
@@ -40,8 +42,9 @@ def add_request_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--upscale", type=Path, metavar="IMAGE", help="upscale this image instead")
     parser.add_argument("--upscaler", help='upscaler name, e.g. "R-ESRGAN 4x+"')
     parser.add_argument("--scale", type=float, help="upscale factor")
-    parser.add_argument("--owner", default=f"cli:{getpass.getuser()}", help="who the job belongs to")
-    parser.add_argument("--out", type=Path, help="where to write the PNGs (default $EASEL_OUTPUT_DIR)")
+    if not sweep_spec:
+        parser.add_argument("--owner", default=f"cli:{getpass.getuser()}", help="who the job belongs to")
+        parser.add_argument("--out", type=Path, help="where to write the PNGs (default $EASEL_OUTPUT_DIR)")
 
 
 def _read(path: Path) -> bytes:

@@ -1,0 +1,202 @@
+"""``easel sweep`` and ``easel jobs ...``: the job service from the command line (the durable store in
+``EASEL_DATA_DIR``). Every command first stores results that arrived while no front end was running."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from common.errors import InvalidRequest
+from common.jobs.service import JobService
+from common.jobs.views import JobDetail
+from common.settings import Settings
+from common.sweep import parse_spec
+from common.tasks import JobRecord, Origin
+from easel.follow import follow
+from easel.submit import add_request_flags, request_data
+
+CLI = Origin(source="cli")
+
+
+def add_jobs_commands(commands: Any, add_redis_flags: Callable[[argparse.ArgumentParser], None]) -> None:
+    jobs = commands.add_parser("jobs", help="list, curate, derive from and export stored jobs")
+    actions = jobs.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def action(name: str, help_: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = actions.add_parser(name, help=help_)
+        add_redis_flags(parser)
+        parser.add_argument("--as", dest="actor", default=f"cli:{getpass.getuser()}", help="acting user")
+        return parser
+
+    listing = action("ls", "your recent jobs")
+    listing.add_argument("--all", action="store_true", help="everyone's jobs")
+    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--json", action="store_true")
+    show = action("show", "a job with its tasks and images")
+    show.add_argument("job")
+    show.add_argument("--json", action="store_true")
+    for name, help_ in (("keep", "keep images (or every image of a job)"), ("unkeep", "stop keeping images")):
+        action(name, help_).add_argument("ids", nargs="+", metavar="ID")
+    remove = action("delete", "delete an image, a job's images not kept (--not-kept), or a whole job")
+    remove.add_argument("id")
+    remove.add_argument("--not-kept", action="store_true")
+    upscale = action("upscale-kept", "upscale every kept image of a job")
+    upscale.add_argument("job")
+    upscale.add_argument("--scale", type=float, default=2.0)
+    upscale.add_argument("--upscaler", default="R-ESRGAN 4x+")
+    img2img = action("img2img-kept", "img2img every kept image at each denoising strength")
+    img2img.add_argument("job")
+    img2img.add_argument("--denoise", required=True, help="strengths, e.g. 0.3,0.5,0.7")
+    img2img.add_argument("--prompt", help="a new prompt (default: each image's own)")
+    rerun = action("rerun", "the same tasks with new seeds")
+    rerun.add_argument("job")
+    for parser in (upscale, img2img, rerun):
+        parser.add_argument("--no-wait", action="store_true", help="queue and return")
+    export = action("export", "a zip of the kept (or --all) PNGs and a JSON manifest")
+    export.add_argument("job")
+    export.add_argument("out", type=Path)
+    export.add_argument("--all", action="store_true")
+    purge = action("purge", "remove deleted and old not-kept images (kept ones stay)")
+    purge.add_argument("--dry-run", action="store_true")
+
+
+def add_sweep_command(commands: Any, add_redis_flags: Callable[[argparse.ArgumentParser], None]) -> None:
+    sweep = commands.add_parser("sweep", help='submit "prompt | prompt :: name=v1,v2 ..." as one stored job')
+    add_redis_flags(sweep)
+    sweep.add_argument("spec", help='e.g. "a fox | a wolf :: cfg=5,7 steps=20,30"')
+    add_request_flags(sweep, sweep_spec=True)
+    sweep.add_argument("--as", dest="actor", default=f"cli:{getpass.getuser()}", help="acting user")
+    sweep.add_argument("--no-wait", action="store_true", help="queue and return")
+
+
+def run_sweep(args: argparse.Namespace, settings: Settings) -> int:
+    prompts, _ = parse_spec(args.spec)
+    if not prompts and args.upscale is None:
+        raise InvalidRequest(['sweep: the spec has no prompt; start it with one, e.g. "a fox | a wolf :: cfg=5,7"'])
+    args.prompt = prompts[0] if prompts else None  # the spec's prompts replace it in every task
+    base = request_data(args)
+    return asyncio.run(_with_service(settings, lambda jobs: _sweep(jobs, args, base)))
+
+
+async def _sweep(jobs: JobService, args: argparse.Namespace, base: dict[str, Any]) -> int:
+    after = await jobs.client.events.last_id()
+    record = await jobs.submit_sweep(args.actor, CLI, args.spec, base)
+    return await _finish(jobs, record, after, wait=not args.no_wait)
+
+
+def run_jobs(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(_with_service(settings, lambda jobs: _dispatch(jobs, args)))
+
+
+async def _with_service(settings: Settings, work: Callable[[JobService], Awaitable[int]]) -> int:
+    async with JobService.open(settings) as jobs:
+        await jobs.reconcile()
+        return await work(jobs)
+
+
+async def _dispatch(jobs: JobService, args: argparse.Namespace) -> int:  # noqa: C901 (one branch per action)
+    console, actor = Console(), args.actor
+    if args.action == "ls":
+        summaries = await jobs.jobs(None if args.all else actor, args.limit)
+        if args.json:
+            print(json.dumps([s.model_dump(mode="json") for s in summaries], indent=2))
+        else:
+            _print_jobs(console, summaries)
+    elif args.action == "show":
+        detail = await jobs.job(args.job)
+        if args.json:
+            print(detail.model_dump_json(indent=2))
+        else:
+            _print_job(console, detail)
+    elif args.action in ("keep", "unkeep"):
+        for ident in args.ids:
+            if args.action == "keep" and "." not in ident:
+                console.print(f"{ident}: kept {await jobs.keep_all(actor, ident)} image(s)")
+            else:
+                await jobs.set_kept(actor, [ident], args.action == "keep")
+                console.print(f"{ident}: {'kept' if args.action == 'keep' else 'no longer kept'}")
+    elif args.action == "delete":
+        if "." in args.id:
+            await jobs.delete_image(actor, args.id)
+            console.print(f"{args.id}: deleted (its file goes at the next purge)")
+        elif args.not_kept:
+            console.print(f"{args.id}: deleted {await jobs.delete_not_kept(actor, args.id)} image(s) not kept")
+        else:
+            await jobs.delete_job(actor, args.id)
+            console.print(f"{args.id}: job and files deleted")
+    elif args.action in ("upscale-kept", "img2img-kept", "rerun"):
+        after = await jobs.client.events.last_id()
+        record = await _derive(jobs, args)
+        return await _finish(jobs, record, after, wait=not args.no_wait)
+    elif args.action == "export":
+        out = await jobs.export(args.job, args.out, include_all=args.all)
+        console.print(f"{args.job}: exported to {out}")
+    elif args.action == "purge":
+        report = await jobs.purge(dry_run=args.dry_run)
+        verb = "would purge" if report.dry_run else "purged"
+        console.print(f"{verb} {len(report.images)} image(s), {report.bytes / 2**20:.1f} MiB")
+        for image_id in report.images:
+            console.print(f"  {image_id}")
+    return 0
+
+
+async def _derive(jobs: JobService, args: argparse.Namespace) -> JobRecord:
+    if args.action == "upscale-kept":
+        return await jobs.upscale_kept(args.actor, args.job, scale=args.scale, upscaler=args.upscaler)
+    if args.action == "img2img-kept":
+        try:
+            strengths = [float(v) for v in args.denoise.split(",") if v.strip()]
+        except ValueError:
+            raise InvalidRequest([f"denoise: '{args.denoise}' should be numbers like 0.3,0.5,0.7"]) from None
+        return await jobs.img2img_kept(args.actor, args.job, denoise=strengths, prompt=args.prompt)
+    return await jobs.rerun(args.actor, args.job)
+
+
+async def _finish(jobs: JobService, record: JobRecord, after: str, *, wait: bool) -> int:
+    console = Console()
+    console.print(f"job [bold]{record.job_id}[/]: {len(record.task_ids)} task(s) queued")
+    if not wait:
+        return 0
+    await follow(jobs.client, record, after, console)
+    await jobs.sync(record.job_id)
+    detail = await jobs.job(record.job_id)
+    _print_job(console, detail)
+    return 0 if detail.status == "done" else 1
+
+
+def _when(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
+
+
+def _print_jobs(console: Console, summaries: list[Any]) -> None:
+    table = Table(title="jobs")
+    for column in ("job", "when", "owner", "action", "status", "tasks", "images", "kept"):
+        table.add_column(column)
+    for s in summaries:
+        table.add_row(s.id, _when(s.created_ms), s.owner, s.action, s.status, str(s.tasks), str(s.images),
+                      str(s.kept))
+    console.print(table)
+
+
+def _print_job(console: Console, detail: JobDetail) -> None:
+    parent = f" (from {detail.parent_job_id})" if detail.parent_job_id else ""
+    table = Table(title=f"job {detail.id}: {detail.action}{parent}, {detail.status}")
+    for column in ("image", "variant", "status", "seed", "size", "kept", "file"):
+        table.add_column(column, overflow="fold")
+    for task in detail.tasks:
+        if not task.images:
+            table.add_row(task.id, task.label, task.status, "", "", "", task.error or "")
+        for image in task.images:
+            state = "deleted" if image.deleted else ("yes" if image.kept else "")
+            table.add_row(image.id, task.label, task.status, str(image.seed), f"{image.width}x{image.height}",
+                          state, image.file)
+    console.print(table)
