@@ -82,6 +82,7 @@ class TaskResult(BaseModel):
         default_factory=dict, description="Resolved parameters from the WebUI's `info` (sampler, steps, model...)."
     )
     checkpoint: str | None = Field(default=None, description="Checkpoint title the WebUI used.")
+    tries: int = Field(default=1, description="Starts it took (retries and re-deliveries included).")
     submitted_ms: int = Field(default=0, description="When the task was queued (epoch ms).")
     started_ms: int = Field(description="When a worker started it (epoch ms).")
     finished_ms: int

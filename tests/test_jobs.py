@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from common.errors import InvalidRequest, NotFound, NotPermitted
+from common.errors import EaselError, InvalidRequest, NotFound, NotPermitted
 from common.jobs.service import JobService
 from common.jobs.views import JobDetail
 from common.keys import ARQ_JOB_PREFIX
@@ -58,6 +58,7 @@ async def test_a_sweep_runs_end_to_end_into_the_store(jobs: JobService, stub: St
     record = await jobs.submit_sweep(ME, CLI, "a red fox | a snow leopard :: cfg=5,7 seed=1,2", BASE)
     detail = await settled(jobs, record.job_id)
     assert detail.status == "done" and len(detail.tasks) == 8
+    assert {t.tries for t in detail.tasks} == {1} and {t.worker for t in detail.tasks} == {"test-gpu"}
     assert [t.label for t in detail.tasks][:2] == ["prompt 1 cfg=5 seed=1", "prompt 1 cfg=5 seed=2"]
     for image in detail.images:
         png = Path(image.file).read_bytes()
@@ -152,7 +153,7 @@ async def test_a_full_disk_stores_nothing_half_and_the_next_sync_completes(
 
     with monkeypatch.context() as patch:
         patch.setattr(jobs.files, "write", full)
-        with pytest.raises(OSError, match="No space left"):
+        with pytest.raises(EaselError, match=r"could not store the images of task .*: No space left on device"):
             await jobs.sync(record.job_id)
     assert await image_rows(jobs) == 0
     assert (await settled(jobs, record.job_id)).status == "done"

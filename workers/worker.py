@@ -203,6 +203,7 @@ async def run_task(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, An
             await wctx.registry.heartbeat(wctx.info)
     ctx[_OUTCOME] = TaskEvent(type=EventType.FINISHED, task_id=spec.task_id, job_id=spec.job_id,
                               worker=wctx.info.name)
+    result.tries = job_try
     return result.model_dump(mode="json")
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
-from common.errors import FailureCode, NotFound, NotPermitted, TaskFailed
+from common.errors import EaselError, FailureCode, NotFound, NotPermitted, TaskFailed
 from common.jobs.views import ImageDetail, JobDetail, JobSummary, SyncReport, TaskDetail
 from common.models import GenerationRequest
 from common.queue import EaselClient, TaskState, resolve_seed
@@ -173,8 +173,14 @@ class JobServiceCore:
     async def _store(self, task: TaskRow, result: TaskResult) -> int:
         """Files first (atomic, deterministic names), then one row per image — inserted once, ever."""
         paths = [self.files.image_path(task.id, n, image.seed) for n, image in enumerate(result.images)]
-        for path, image in zip(paths, result.images, strict=True):
-            await asyncio.to_thread(self.files.write, path, image.png)  # a full disk raises here: no rows
+        try:
+            for path, image in zip(paths, result.images, strict=True):
+                await asyncio.to_thread(self.files.write, path, image.png)
+        except OSError as exc:  # e.g. a full disk: no rows are written; the results wait in Redis for the next sync
+            raise EaselError(
+                f"could not store the images of task {task.id} in {self.files.root}: {exc.strerror or exc}; "
+                "they stay in Redis and are stored by the next sync"
+            ) from exc
         now = now_ms()
         async with self.sessions.begin() as session:
             rows = [
@@ -186,7 +192,7 @@ class JobServiceCore:
             inserted = await session.execute(insert(ImageRow).on_conflict_do_nothing().values(rows))
             row = await session.get(TaskRow, task.id)
             if row is not None:
-                row.status, row.worker, row.error = "done", result.worker, None
+                row.status, row.worker, row.error, row.tries = "done", result.worker, None, result.tries
                 row.started_ms, row.finished_ms = result.started_ms, result.finished_ms
                 await self._refresh_job(session, row.job_id)
         return max(0, inserted.rowcount or 0)  # type: ignore[attr-defined]
@@ -263,8 +269,8 @@ class JobServiceCore:
                 status=job.status, created_ms=job.created_ms,
                 tasks=[
                     TaskDetail(id=t.id, index=t.index, kind=t.kind, label=t.label, status=t.status, worker=t.worker,
-                               error=t.error, parent_image_id=t.parent_image_id, submitted_ms=t.submitted_ms,
-                               started_ms=t.started_ms, finished_ms=t.finished_ms,
+                               tries=t.tries, error=t.error, parent_image_id=t.parent_image_id,
+                               submitted_ms=t.submitted_ms, started_ms=t.started_ms, finished_ms=t.finished_ms,
                                images=[self._image_detail(i) for i in t.images])
                     for t in job.tasks
                 ],

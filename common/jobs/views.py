@@ -26,6 +26,7 @@ class TaskDetail(BaseModel):
     label: str
     status: str
     worker: str | None = None
+    tries: int = 0
     error: str | None = None
     parent_image_id: str | None = None
     submitted_ms: int
