@@ -103,50 +103,76 @@ async def _with_service(settings: Settings, work: Callable[[JobService], Awaitab
         return await work(jobs)
 
 
-async def _dispatch(jobs: JobService, args: argparse.Namespace) -> int:  # noqa: C901 (one branch per action)
-    console, actor = Console(), args.actor
-    if args.action == "ls":
-        summaries = await jobs.jobs(None if args.all else actor, args.limit)
-        if args.json:
-            print(json.dumps([s.model_dump(mode="json") for s in summaries], indent=2))
-        else:
-            _print_jobs(console, summaries)
-    elif args.action == "show":
-        detail = await jobs.job(args.job)
-        if args.json:
-            print(detail.model_dump_json(indent=2))
-        else:
-            _print_job(console, detail)
-    elif args.action in ("keep", "unkeep"):
-        for ident in args.ids:
-            if args.action == "keep" and "." not in ident:
-                console.print(f"{ident}: kept {await jobs.keep_all(actor, ident)} image(s)")
-            else:
-                await jobs.set_kept(actor, [ident], args.action == "keep")
-                console.print(f"{ident}: {'kept' if args.action == 'keep' else 'no longer kept'}")
-    elif args.action == "delete":
-        if "." in args.id:
-            await jobs.delete_image(actor, args.id)
-            console.print(f"{args.id}: deleted (its file goes at the next purge)")
-        elif args.not_kept:
-            console.print(f"{args.id}: deleted {await jobs.delete_not_kept(actor, args.id)} image(s) not kept")
-        else:
-            await jobs.delete_job(actor, args.id)
-            console.print(f"{args.id}: job and files deleted")
-    elif args.action in ("upscale-kept", "img2img-kept", "rerun"):
-        after = await jobs.client.events.last_id()
-        record = await _derive(jobs, args)
-        return await _finish(jobs, record, after, wait=not args.no_wait)
-    elif args.action == "export":
-        out = await jobs.export(args.job, args.out, include_all=args.all)
-        console.print(f"{args.job}: exported to {out}")
-    elif args.action == "purge":
-        report = await jobs.purge(dry_run=args.dry_run)
-        verb = "would purge" if report.dry_run else "purged"
-        console.print(f"{verb} {len(report.images)} image(s), {report.bytes / 2**20:.1f} MiB")
-        for image_id in report.images:
-            console.print(f"  {image_id}")
+async def _list(jobs: JobService, args: argparse.Namespace, console: Console) -> int:
+    summaries = await jobs.jobs(None if args.all else args.actor, args.limit)
+    if args.json:
+        print(json.dumps([s.model_dump(mode="json") for s in summaries], indent=2))
+    else:
+        _print_jobs(console, summaries)
     return 0
+
+
+async def _show(jobs: JobService, args: argparse.Namespace, console: Console) -> int:
+    detail = await jobs.job(args.job)
+    if args.json:
+        print(detail.model_dump_json(indent=2))
+    else:
+        _print_job(console, detail)
+    return 0
+
+
+async def _keep(jobs: JobService, args: argparse.Namespace, console: Console) -> int:
+    keep = args.action == "keep"
+    for ident in args.ids:
+        if keep and "." not in ident:  # a job id: keep all its images
+            console.print(f"{ident}: kept {await jobs.keep_all(args.actor, ident)} image(s)")
+        else:
+            await jobs.set_kept(args.actor, [ident], keep)
+            console.print(f"{ident}: {'kept' if keep else 'no longer kept'}")
+    return 0
+
+
+async def _delete(jobs: JobService, args: argparse.Namespace, console: Console) -> int:
+    if "." in args.id:
+        await jobs.delete_image(args.actor, args.id)
+        console.print(f"{args.id}: deleted (its file goes at the next purge)")
+    elif args.not_kept:
+        console.print(f"{args.id}: deleted {await jobs.delete_not_kept(args.actor, args.id)} image(s) not kept")
+    else:
+        await jobs.delete_job(args.actor, args.id)
+        console.print(f"{args.id}: job and files deleted")
+    return 0
+
+
+async def _derived(jobs: JobService, args: argparse.Namespace, console: Console) -> int:
+    after = await jobs.client.events.last_id()
+    record = await _derive(jobs, args)
+    return await _finish(jobs, record, after, wait=not args.no_wait)
+
+
+async def _export(jobs: JobService, args: argparse.Namespace, console: Console) -> int:
+    out = await jobs.export(args.job, args.out, include_all=args.all)
+    console.print(f"{args.job}: exported to {out}")
+    return 0
+
+
+async def _purge(jobs: JobService, args: argparse.Namespace, console: Console) -> int:
+    report = await jobs.purge(dry_run=args.dry_run)
+    verb = "would purge" if report.dry_run else "purged"
+    console.print(f"{verb} {len(report.images)} image(s), {report.bytes / 2**20:.1f} MiB")
+    for image_id in report.images:
+        console.print(f"  {image_id}")
+    return 0
+
+
+ACTIONS: dict[str, Callable[[JobService, argparse.Namespace, Console], Awaitable[int]]] = {
+    "ls": _list, "show": _show, "keep": _keep, "unkeep": _keep, "delete": _delete, "upscale-kept": _derived,
+    "img2img-kept": _derived, "rerun": _derived, "export": _export, "purge": _purge,
+}
+
+
+async def _dispatch(jobs: JobService, args: argparse.Namespace) -> int:
+    return await ACTIONS[args.action](jobs, args, Console())
 
 
 async def _derive(jobs: JobService, args: argparse.Namespace) -> JobRecord:

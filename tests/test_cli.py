@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -96,3 +97,31 @@ def test_demo_writes_pngs_with_infotext(redis_url: str, tmp_path: Path) -> None:
         prompts.add(info.prompt)
     assert len(prompts) == 3
     assert "7 task(s) done, 0 failed" in done.stdout
+
+
+def test_sweep_and_jobs_commands(stack: LocalStack, tmp_path: Path) -> None:
+    env = {"REDIS_URL": stack.redis_url or "", "EASEL_REDIS_PREFIX": stack.prefix, "EASEL_DATA_DIR": str(tmp_path)}
+    done = easel("sweep", "a fox | a wolf :: cfg=5,7", "--steps", "3", "--width", "64", "--height", "64",
+                 "--as", "cli:ann", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [job] = json.loads(easel("jobs", "ls", "--json", "--as", "cli:ann", env=env).stdout)
+    assert (job["tasks"], job["images"], job["status"]) == (4, 4, "done")
+    first = f"{job['id']}.0.0"
+    assert easel("jobs", "keep", first, "--as", "cli:ann", env=env).returncode == 0
+    refused = easel("jobs", "keep", first, "--as", "cli:bob", env=env)
+    assert refused.returncode == 1 and "only its owner can change it" in refused.stderr
+    assert easel("jobs", "delete", job["id"], "--not-kept", "--as", "cli:ann", env=env).returncode == 0
+    upscaled = easel("jobs", "upscale-kept", job["id"], "--upscaler", "Lanczos", "--as", "cli:ann", env=env)
+    assert upscaled.returncode == 0, upscaled.stderr
+    shown = json.loads(easel("jobs", "show", job["id"], "--json", env=env).stdout)
+    assert [i["kept"] for t in shown["tasks"] for i in t["images"]] == [True, False, False, False]
+    out = tmp_path / "kept.zip"
+    assert easel("jobs", "export", job["id"], str(out), env=env).returncode == 0 and out.stat().st_size > 0
+    again = easel("jobs", "export", job["id"], str(out), env=env)
+    assert again.returncode == 1 and "exists already" in again.stderr
+    purge = easel("jobs", "purge", "--dry-run", env=env)
+    assert purge.returncode == 0 and "would purge 0 image(s)" in purge.stdout
+    bad = easel("sweep", "a fox :: colour=red", env=env)
+    assert bad.returncode == 1 and "unknown parameter 'colour'" in bad.stderr
+    unknown = easel("jobs", "show", "0123456789abcdef", env=env)
+    assert unknown.returncode == 1 and "there is no job '0123456789abcdef'" in unknown.stderr

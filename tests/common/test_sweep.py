@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from common.errors import InvalidRequest
 from common.limits import Limits
 from common.models import Img2ImgRequest, Txt2ImgRequest
-from common.sweep import Axis, SweepSyntaxError, count_tasks, expand, parse_axes
+from common.sweep import Axis, SweepSyntaxError, count_tasks, expand, parse_axes, parse_spec
 from tests.conftest import png_bytes
 
 BASE = {"kind": "txt2img", "prompt": "a cat", "steps": 10}
@@ -93,3 +95,31 @@ def test_axis_that_does_not_apply_to_the_kind() -> None:
     with pytest.raises(InvalidRequest) as info:
         expand(BASE, [], parse_axes("denoise=0.5"), limits=Limits())
     assert info.value.problems == ["task 1 (denoise=0.5): denoising_strength: is not a known option"]
+
+
+def test_full_spec_with_prompts_and_axes() -> None:
+    prompts, axes = parse_spec('a red fox | a [cat|dog] <lora:add_detail:1> :: cfg=5,7 sampler="Euler a"')
+    assert prompts == ["a red fox", "a [cat|dog] <lora:add_detail:1>"]  # "|" inside brackets is A1111's own
+    assert axes == [Axis("cfg", ("5", "7")), Axis("sampler", ("Euler a",))]
+
+
+@pytest.mark.parametrize(
+    ("spec", "column", "expected"),
+    [("a | | b", 4, "a prompt between the '|' separators"), ("a (b", 5, "a closing bracket"),
+     ("a) b", 2, "')' closes nothing"), ("fox :: cfg=5 x", 14, "expected name=value")],
+)
+def test_spec_errors_point_at_the_column(spec: str, column: int, expected: str) -> None:
+    with pytest.raises(SweepSyntaxError) as info:
+        parse_spec(spec)
+    assert f"at column {column}: {expected}" in str(info.value)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab =,:|()[]<>\"'x1.5 ")), max_size=40))
+def test_any_text_parses_or_says_where_it_went_wrong(text: str) -> None:
+    try:
+        prompts, axes = parse_spec(text)
+    except SweepSyntaxError as exc:
+        assert 0 <= exc.column <= len(text)
+    else:
+        assert all(p.strip() for p in prompts) and all(axis.values for axis in axes)
