@@ -115,6 +115,22 @@ class Settings(BaseSettings):
         default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level of workers and the bot."
     )
 
+    # --- Discord bot ----------------------------------------------------------------------------------------
+    discord_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("DISCORD_TOKEN", "EASEL_DISCORD_TOKEN"),
+        description="The bot's token (Discord developer portal > your application > Bot).",
+    )
+    discord_api_url: str = Field(
+        default="https://discord.com/api/v10", description="Discord REST API base (a compatible server or a fake)."
+    )
+    discord_gateway_url: str = Field(default="wss://gateway.discord.gg/", description="Discord gateway URL.")
+    discord_guild_ids: list[int] = Field(
+        default_factory=list, description="Guilds to sync commands to at once (JSON list); empty: global sync."
+    )
+    discord_edit_interval_s: float = Field(
+        default=3.0, ge=0, description="Least time between two edits of one job message (rate limits)."
+    )
+
     # --- Job store (on the host of a front end) --------------------------------------------------------------
     data_dir: str = Field(default="./easel-data", description="Folder of the job database and the image store.")
     database_url: str | None = Field(
@@ -145,6 +161,11 @@ class Settings(BaseSettings):
                 "EASEL_WEBUI_URL is not set: export EASEL_WEBUI_URL=http://127.0.0.1:7860 or pass --webui-url"
             )
         return self.webui_url.rstrip("/")
+
+    def require_discord_token(self) -> str:
+        if self.discord_token is None or not self.discord_token.get_secret_value():
+            raise SettingMissing("DISCORD_TOKEN is not set: export DISCORD_TOKEN=<your bot token>")
+        return self.discord_token.get_secret_value()
 
     def webui_auth(self) -> tuple[str, str] | None:
         if self.webui_username is None:

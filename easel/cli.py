@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_request_flags(submit)
 
+    bot = commands.add_parser("bot", help="run the Discord bot (needs DISCORD_TOKEN)")
+    _add_redis_flags(bot)
+
     from easel.jobs_cli import add_jobs_commands, add_sweep_command
 
     add_sweep_command(commands, _add_redis_flags)
@@ -119,6 +122,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from easel.submit import submit
 
         return submit(args, load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix))
+    if args.command == "bot":
+        from bot.main import run as run_bot
+
+        run_bot(load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix))
+        return 0
     if args.command in ("sweep", "jobs"):
         from easel import jobs_cli
 

@@ -287,8 +287,30 @@ class JobServiceCore:
             raise NotFound(f"there is no job {job_id!r}; `easel jobs ls` lists yours")
         return job
 
+    async def origin(self, job_id: str) -> Origin:
+        async with self.sessions() as session:
+            job = await session.get(JobRow, job_id)
+        if job is None:
+            raise NotFound(f"there is no job {job_id!r}")
+        return Origin.model_validate_json(job.origin)
+
+    async def set_origin(self, job_id: str, origin: Origin) -> None:
+        """Where the job is shown (e.g. the Discord message to keep in step with it)."""
+        async with self.sessions.begin() as session:
+            job = await session.get(JobRow, job_id)
+            if job is None:
+                raise NotFound(f"there is no job {job_id!r}")
+            job.origin = origin.model_dump_json()
+
+    async def image_bytes(self, image_id: str) -> bytes:
+        async with self.sessions() as session:
+            image = await session.get(ImageRow, image_id)
+        if image is None:
+            raise NotFound(f"there is no image {image_id!r}")
+        return await asyncio.to_thread(self.files.read, image.path)
+
     @staticmethod
-    def check_owner(job: JobRow, actor: str, moderator: bool = False) -> None:
+    def check_owner(job: JobRow | JobDetail, actor: str, moderator: bool = False) -> None:
         if job.owner != actor and not moderator:
             raise NotPermitted(f"job {job.id} belongs to {job.owner}; only its owner can change it")
 

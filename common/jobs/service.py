@@ -121,6 +121,29 @@ class JobService(JobServiceCore):
                     data[field] = convert(info.params[key])
         return Img2ImgRequest.model_validate(data, context={"limits": self.client.limits})
 
+    async def upscale_image(self, actor: str, image_id: str, *, scale: float = 2.0,
+                            upscaler: str = "R-ESRGAN 4x+", moderator: bool = False) -> JobRecord:
+        """One image, upscaled, as a job of its own."""
+        image = await self._image_of(image_id, actor, moderator)
+        request = UpscaleRequest.model_validate(
+            {"image": self.files.read(image.path), "upscaler": upscaler, "scale": scale},
+            context={"limits": self.client.limits},
+        )
+        return await self._derive(actor, image.job_id, "upscale", f"x{scale:g} of {image.id}",
+                                  [(f"x{scale:g} of {image.id}", request)], [image.id])
+
+    async def vary_image(self, actor: str, image_id: str, *, denoise: float = 0.35,
+                         moderator: bool = False) -> JobRecord:
+        """A variation of one image (img2img at a low denoising strength), as a job of its own."""
+        image = await self._image_of(image_id, actor, moderator)
+        label = f"variation of {image.id}"
+        return await self._derive(actor, image.job_id, "variation", label,
+                                  [(label, self._variation(image, denoise, None))], [image.id])
+
+    async def _image_of(self, image_id: str, actor: str, moderator: bool) -> ImageRow:
+        async with self.sessions() as session:
+            return await self._owned_image(session, image_id, actor, moderator)
+
     async def rerun(self, actor: str, job_id: str, moderator: bool = False) -> JobRecord:
         """The same tasks with new seeds."""
         async with self.sessions() as session:

@@ -12,8 +12,11 @@ from common.settings import SettingMissing, Settings
 ROOT = Path(__file__).resolve().parents[2]
 
 
+CONVENTIONAL = {"redis_url": "REDIS_URL", "discord_token": "DISCORD_TOKEN"}
+
+
 def env_name(field: str) -> str:
-    return "REDIS_URL" if field == "redis_url" else f"EASEL_{field.upper()}"
+    return CONVENTIONAL.get(field, f"EASEL_{field.upper()}")
 
 
 @pytest.mark.parametrize("document", [".env.example", "README.md"])

@@ -1,0 +1,109 @@
+"""The Discord bot: slash commands in cogs, persistent buttons, and the delivery of job messages.
+
+The bot adds no scheduling or WebUI logic: commands become request models handed to the job service, and job
+messages follow the job through the event stream (:mod:`bot.delivery`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import render
+from bot.delivery import Delivery
+from bot.views import ImageButton, JobButton, cancel_view
+from common.errors import EaselError
+from common.jobs.service import JobService
+from common.settings import Settings
+from common.tasks import JobRecord, Origin
+
+log = logging.getLogger(__name__)
+
+COGS = ("bot.cogs.imagine",)
+
+Action = Callable[["EaselBot", discord.Interaction], Awaitable[str | None]]
+
+
+class EaselBot(commands.Bot):
+    def __init__(self, settings: Settings, jobs: JobService) -> None:
+        intents = discord.Intents.default()  # slash commands and buttons need no privileged intent
+        super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None)
+        self.settings = settings
+        self.jobs = jobs
+        self.delivery = Delivery(self, jobs, interval_s=settings.discord_edit_interval_s)
+        self._delivering: asyncio.Task[None] | None = None
+
+    async def setup_hook(self) -> None:
+        self.add_dynamic_items(ImageButton, JobButton)
+        for cog in COGS:
+            await self.load_extension(cog)
+        self.tree.error(self.on_app_command_error)
+        self._delivering = asyncio.create_task(self._serve(), name="delivery")
+
+    async def _serve(self) -> None:
+        await self.wait_until_ready()  # READY carries the application id that syncing needs
+        await self.sync_commands()
+        await self.delivery.run()
+
+    async def sync_commands(self) -> None:
+        """Dev guilds get the commands at once; without any, sync globally (Discord propagates it lazily)."""
+        for guild_id in self.settings.discord_guild_ids:
+            guild = discord.Object(guild_id)
+            self.tree.copy_global_to(guild=guild)
+            await self.tree.sync(guild=guild)
+        if not self.settings.discord_guild_ids:
+            await self.tree.sync()
+
+    async def close(self) -> None:
+        if self._delivering is not None:
+            self._delivering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._delivering
+        await super().close()
+
+    # --- shared by cogs and buttons -------------------------------------------------------------------------
+
+    async def post_job(self, interaction: discord.Interaction, record: JobRecord) -> discord.Message:
+        """Post the job's own message (with the bot token, so it can be completed whenever the job ends)."""
+        channel = interaction.channel
+        assert isinstance(channel, discord.abc.Messageable)
+        detail = await self.jobs.job(record.job_id)
+        message = await channel.send(render.content(detail, render.LiveState()), view=cancel_view(record.job_id))
+        origin = Origin(source="discord", guild_id=interaction.guild_id, channel_id=message.channel.id,
+                        message_id=message.id)
+        await self.jobs.set_origin(record.job_id, origin)
+        self.delivery.schedule(record.job_id)
+        return message
+
+    async def run_action(self, interaction: discord.Interaction, action: Action) -> None:
+        """Answer a button at once (privately), do the work, then say how it went — or why not."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            reply = await action(self, interaction)
+        except EaselError as exc:
+            reply = f"⚠️ {exc}"
+        await interaction.followup.send(reply or "Done.", ephemeral=True)
+
+    async def on_app_command_error(self, interaction: discord.Interaction,
+                                   error: app_commands.AppCommandError) -> None:
+        """Every failure answers the user: checks, cooldowns, validation, queue refusals, bugs."""
+        cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+        if isinstance(cause, EaselError):
+            text = f"⚠️ {cause}"
+        elif isinstance(cause, app_commands.CommandOnCooldown):
+            text = f"⏱️ Slow down: try again in {cause.retry_after:.0f}s."
+        elif isinstance(cause, app_commands.CheckFailure):
+            text = "🚫 You cannot use this command here."
+        else:
+            log.exception("command failed", exc_info=cause)
+            text = "💥 Something went wrong on Easel's side; the error was logged."
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True)
+        else:
+            await interaction.response.send_message(text, ephemeral=True)

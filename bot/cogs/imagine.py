@@ -1,0 +1,79 @@
+"""``/imagine``: draw from a prompt."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+from pydantic import ValidationError
+
+from bot.keys import owner_of
+from common.errors import InvalidRequest
+from common.limits import SEED_MAX
+from common.models import Txt2ImgRequest
+from common.tasks import Origin
+
+if TYPE_CHECKING:
+    from bot.app import EaselBot
+
+SIZES = {"square": (512, 512), "portrait": (512, 768), "landscape": (768, 512), "square-large": (1024, 1024)}
+
+
+class Imagine(commands.Cog):
+    def __init__(self, bot: EaselBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="imagine", description="Draw an image from a prompt")
+    @app_commands.describe(
+        prompt="What to draw; <lora:name:weight> tags work", negative="What to avoid",
+        checkpoint="Model (start typing to see those the workers have)", size="Shape of the image",
+        steps="Sampling steps", cfg="How closely to follow the prompt", sampler="Sampler",
+        seed="Seed (-1: random)", count="How many images",
+    )
+    @app_commands.choices(size=[app_commands.Choice(name=name, value=name) for name in SIZES])
+    async def imagine(
+        self,
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, 1, 1500],
+        negative: app_commands.Range[str, 0, 1500] | None = None,
+        checkpoint: str | None = None,
+        size: str = "square",
+        steps: app_commands.Range[int, 1, 150] | None = None,
+        cfg: app_commands.Range[float, 1.0, 30.0] | None = None,
+        sampler: str | None = None,
+        seed: app_commands.Range[int, -1, SEED_MAX] = -1,
+        count: app_commands.Range[int, 1, 16] = 1,
+    ) -> None:
+        await interaction.response.defer(thinking=True)
+        width, height = SIZES.get(size, SIZES["square"])
+        data: dict[str, Any] = {"prompt": prompt, "width": width, "height": height, "seed": seed,
+                                "batch_size": count}
+        optional = {"negative_prompt": negative, "checkpoint": checkpoint, "steps": steps, "cfg_scale": cfg,
+                    "sampler": sampler}
+        data.update({k: v for k, v in optional.items() if v is not None})
+        try:
+            request = Txt2ImgRequest.model_validate(data, context={"limits": self.bot.jobs.client.limits})
+        except ValidationError as exc:
+            raise InvalidRequest.from_validation(exc) from None
+        origin = Origin(source="discord", guild_id=interaction.guild_id, channel_id=interaction.channel_id)
+        record = await self.bot.jobs.submit(owner_of(interaction.user.id), origin, [(prompt[:80], request)],
+                                            spec=prompt)
+        message = await self.bot.post_job(interaction, record)
+        await interaction.edit_original_response(content=f"Queued as job `{record.job_id}`: {message.jump_url}")
+
+    @imagine.autocomplete("checkpoint")
+    async def _checkpoints(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        names = sorted({c.model_name for w in await self.bot.jobs.client.registry.live() for c in w.checkpoints})
+        return [app_commands.Choice(name=n, value=n) for n in names if current.lower() in n.lower()][:25]
+
+    @imagine.autocomplete("sampler")
+    async def _samplers(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        names = sorted({s for w in await self.bot.jobs.client.registry.live() for s in w.samplers if " " in s
+                        or s[:1].isupper()})
+        return [app_commands.Choice(name=n, value=n) for n in names if current.lower() in n.lower()][:25]
+
+
+async def setup(bot: EaselBot) -> None:
+    await bot.add_cog(Imagine(bot))
