@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 
 import discord
 from discord import app_commands
@@ -17,15 +18,17 @@ from discord.ext import commands
 
 from bot import render
 from bot.delivery import Delivery
+from bot.keys import owner_of
 from bot.views import ImageButton, JobButton, cancel_view
-from common.errors import EaselError
+from common.errors import EaselError, InvalidRequest
 from common.jobs.service import JobService
+from common.models import GenerationRequest
 from common.settings import Settings
 from common.tasks import JobRecord, Origin
 
 log = logging.getLogger(__name__)
 
-COGS = ("bot.cogs.imagine",)
+COGS = ("bot.cogs.imagine", "bot.cogs.edit", "bot.cogs.sweep", "bot.cogs.queue")
 
 Action = Callable[["EaselBot", discord.Interaction], Awaitable[str | None]]
 
@@ -38,6 +41,7 @@ class EaselBot(commands.Bot):
         self.jobs = jobs
         self.delivery = Delivery(self, jobs, interval_s=settings.discord_edit_interval_s)
         self._delivering: asyncio.Task[None] | None = None
+        self._last_job: dict[int, float] = {}  # user id -> when they last queued a job (cooldown)
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(ImageButton, JobButton)
@@ -69,6 +73,39 @@ class EaselBot(commands.Bot):
 
     # --- shared by cogs and buttons -------------------------------------------------------------------------
 
+    async def submit(self, interaction: discord.Interaction, tasks: Sequence[tuple[str, GenerationRequest]], *,
+                     spec: str) -> JobRecord:
+        """The abuse checks, then the job service; the job gets its own message; the command's answer links it."""
+        self._check_cooldown(interaction.user.id)
+        self._check_words(tasks)
+        origin = Origin(source="discord", guild_id=interaction.guild_id, channel_id=interaction.channel_id)
+        record = await self.jobs.submit(owner_of(interaction.user.id), origin, tasks, spec=spec,
+                                        priority=self._priority(interaction))
+        self._last_job[interaction.user.id] = time.monotonic()
+        message = await self.post_job(interaction, record)
+        await interaction.edit_original_response(content=f"Queued as job `{record.job_id}`: {message.jump_url}")
+        return record
+
+    def _check_cooldown(self, user_id: int) -> None:
+        wait = self._last_job.get(user_id, -1e9) + self.settings.discord_cooldown_s - time.monotonic()
+        if wait > 0:
+            raise InvalidRequest([f"slow down: you can queue another job in {wait:.0f}s"])
+
+    def _check_words(self, tasks: Sequence[tuple[str, GenerationRequest]]) -> None:
+        banned = [w.lower() for w in self.settings.discord_banned_words]
+        for _, request in tasks:
+            text = f"{getattr(request, 'prompt', '')} {getattr(request, 'negative_prompt', '')}".lower()
+            found = next((w for w in banned if w in text), None)
+            if found:
+                raise InvalidRequest([f"prompt: '{found}' is not allowed on this server"])
+
+    def _priority(self, interaction: discord.Interaction) -> str:
+        roles = getattr(interaction.user, "roles", [])
+        classes = [self.settings.discord_role_priority.get(str(role.id)) for role in roles]
+        boosts = self.settings.priority_classes
+        known = [c for c in classes if c in boosts]
+        return max(known, key=lambda c: boosts[c]) if known else "default"
+
     async def post_job(self, interaction: discord.Interaction, record: JobRecord) -> discord.Message:
         """Post the job's own message (with the bot token, so it can be completed whenever the job ends)."""
         channel = interaction.channel
@@ -89,6 +126,13 @@ class EaselBot(commands.Bot):
         except EaselError as exc:
             reply = f"⚠️ {exc}"
         await interaction.followup.send(reply or "Done.", ephemeral=True)
+
+    async def run_guarded(self, interaction: discord.Interaction, work: Awaitable[object]) -> None:
+        """For component callbacks that already answered: any refusal becomes a private follow-up."""
+        try:
+            await work
+        except EaselError as exc:
+            await interaction.followup.send(f"⚠️ {exc}", ephemeral=True)
 
     async def on_app_command_error(self, interaction: discord.Interaction,
                                    error: app_commands.AppCommandError) -> None:

@@ -130,6 +130,13 @@ class Settings(BaseSettings):
     discord_edit_interval_s: float = Field(
         default=3.0, ge=0, description="Least time between two edits of one job message (rate limits)."
     )
+    discord_cooldown_s: float = Field(default=5.0, ge=0, description="Least time between two jobs of one user.")
+    discord_banned_words: list[str] = Field(
+        default_factory=list, description="Words refused in prompts (JSON list, case-insensitive)."
+    )
+    discord_role_priority: dict[str, str] = Field(
+        default_factory=dict, description='Discord role id -> priority class (JSON), e.g. {"1234": "patron"}.'
+    )
 
     # --- Job store (on the host of a front end) --------------------------------------------------------------
     data_dir: str = Field(default="./easel-data", description="Folder of the job database and the image store.")

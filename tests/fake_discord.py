@@ -76,6 +76,7 @@ class Interaction:
     response: dict[str, Any] | None = None
     original: Message | None = None
     followups: list[Message] = field(default_factory=list)
+    source: Message | None = None  # the message whose button was clicked
 
 
 class FakeDiscord:
@@ -283,6 +284,10 @@ class FakeDiscord:
                                                   "response_message_loading": payload["type"] == 5,
                                                   "response_message_ephemeral": False},
                                   "resource": {"type": payload["type"]}}
+        if payload["type"] in (6, 7) and interaction.source is not None:  # a click: the clicked message is "original"
+            interaction.original = interaction.source
+            if payload["type"] == 7:
+                self._apply(interaction.source, interaction.response, files, edit=True)
         if payload["type"] in (4, 5):  # a message (or a "thinking..." one to edit later)
             message = Message(next(self._ids), CHANNEL_ID, via_token=interaction.token)
             self._apply(message, interaction.response, files, edit=False)
@@ -331,7 +336,7 @@ class FakeDiscord:
                                 message: Message | None = None) -> Interaction:
         assert self._sockets, "the bot is not connected"
         interaction = Interaction(token=f"tok{next(self._ids)}", id=next(self._ids), user_id=user_id,
-                                  created=time.time())
+                                  created=time.time(), source=message)
         self.interactions[interaction.token] = interaction
         payload: dict[str, Any] = {
             "id": str(interaction.id), "application_id": str(APP_ID), "type": kind, "data": data,

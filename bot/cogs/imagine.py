@@ -9,11 +9,9 @@ from discord import app_commands
 from discord.ext import commands
 from pydantic import ValidationError
 
-from bot.keys import owner_of
 from common.errors import InvalidRequest
 from common.limits import SEED_MAX
 from common.models import Txt2ImgRequest
-from common.tasks import Origin
 
 if TYPE_CHECKING:
     from bot.app import EaselBot
@@ -57,11 +55,7 @@ class Imagine(commands.Cog):
             request = Txt2ImgRequest.model_validate(data, context={"limits": self.bot.jobs.client.limits})
         except ValidationError as exc:
             raise InvalidRequest.from_validation(exc) from None
-        origin = Origin(source="discord", guild_id=interaction.guild_id, channel_id=interaction.channel_id)
-        record = await self.bot.jobs.submit(owner_of(interaction.user.id), origin, [(prompt[:80], request)],
-                                            spec=prompt)
-        message = await self.bot.post_job(interaction, record)
-        await interaction.edit_original_response(content=f"Queued as job `{record.job_id}`: {message.jump_url}")
+        await self.bot.submit(interaction, [(prompt[:80], request)], spec=prompt)
 
     @imagine.autocomplete("checkpoint")
     async def _checkpoints(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:

@@ -35,11 +35,12 @@ async def start_bot(fake: FakeDiscord, make_settings: Callable[..., Settings],
     running: list[tuple[EaselBot, asyncio.Task[None], contextlib.AsyncExitStack]] = []
 
     async def start(**overrides: Any) -> EaselBot:
-        settings = make_settings(
-            discord_token="fake-token", discord_api_url=f"{fake.url}/api/v10",
-            discord_gateway_url=f"{fake.url.replace('http', 'ws')}/gateway", discord_guild_ids=[GUILD_ID],
-            discord_edit_interval_s=0.1, data_dir=str(tmp_path / "bot-data"), **overrides,
-        )
+        settings = make_settings(**{
+            "discord_token": "fake-token", "discord_api_url": f"{fake.url}/api/v10",
+            "discord_gateway_url": f"{fake.url.replace('http', 'ws')}/gateway", "discord_guild_ids": [GUILD_ID],
+            "discord_edit_interval_s": 0.1, "discord_cooldown_s": 0, "data_dir": str(tmp_path / "bot-data"),
+            **overrides,
+        })
         point_at(settings)
         stack = contextlib.AsyncExitStack()
         jobs = await stack.enter_async_context(JobService.open(settings))
