@@ -8,5 +8,6 @@ COPY bot ./bot
 COPY easel ./easel
 COPY webui_stub ./webui_stub
 RUN pip install --no-cache-dir .
+RUN mkdir -p /data && chown nobody /data
 USER nobody
 ENTRYPOINT ["easel"]

@@ -40,6 +40,7 @@ class Delivery:
         self.live: dict[str, render.LiveState] = {}
         self._last: dict[str, tuple[float, str]] = {}  # job id -> (when, what) of the last edit
         self._flushing: dict[str, asyncio.Task[None]] = {}
+        self._dirty: set[str] = set()
         self.consumer = EventConsumer(jobs.client.redis, jobs.client.keys, group="bot")
 
     async def run(self) -> None:
@@ -71,18 +72,21 @@ class Delivery:
         self.schedule(event.job_id, urgent=event.type in TERMINAL)
 
     def schedule(self, job_id: str, *, urgent: bool = False) -> None:
-        """Render the job's message soon (coalescing whatever else happens meanwhile)."""
+        """Render the job's message soon, coalescing whatever else happens meanwhile (one flusher per job)."""
+        self._dirty.add(job_id)
         if job_id not in self._flushing or self._flushing[job_id].done():
             self._flushing[job_id] = asyncio.create_task(self._flush(job_id, urgent))
 
     async def _flush(self, job_id: str, urgent: bool) -> None:
-        last_at, _ = self._last.get(job_id, (0.0, ""))
-        wait = 0.0 if urgent and not last_at else max(0.0, last_at + self.interval_s - time.monotonic())
-        await asyncio.sleep(wait)
-        try:
-            await self.refresh(job_id)
-        except discord.HTTPException as exc:
-            log.warning("could not update the message of job %s: %s", job_id, exc)
+        while job_id in self._dirty:  # news that arrives during an edit (or a 429 wait) gets its own edit
+            last_at, _ = self._last.get(job_id, (0.0, ""))
+            wait = 0.0 if urgent and not last_at else max(0.0, last_at + self.interval_s - time.monotonic())
+            await asyncio.sleep(wait)
+            self._dirty.discard(job_id)
+            try:
+                await self.refresh(job_id)
+            except discord.HTTPException as exc:
+                log.warning("could not update the message of job %s: %s", job_id, exc)
 
     async def refresh(self, job_id: str) -> None:
         """Edit the job's message to show where the job is now."""

@@ -1,7 +1,7 @@
 """custom_id templates of Easel's persistent buttons (the ids they carry make them work after a restart)."""
 
 IMAGE_BUTTON = r"easel:img:(?P<image_id>[0-9a-f]{16}\.\d+\.\d+):(?P<action>up|var|keep|del)"
-JOB_BUTTON = r"easel:job:(?P<job_id>[0-9a-f]{16}):(?P<action>reroll|upkept|delunkept|cancel|params)"
+JOB_BUTTON = r"easel:job:(?P<job_id>[0-9a-f]{16}):(?P<action>reroll|upkept|delunkept|cancel|params|retry)"
 
 VARIATION_DENOISE = 0.35  # V buttons: img2img of the image at a low denoising strength
 UPSCALE_SCALE = 2.0

@@ -34,8 +34,10 @@ def job_view(detail: JobDetail) -> discord.ui.View:
         for n, image in enumerate(images, start=1):
             style = discord.ButtonStyle.success if action == "keep" and image.kept else discord.ButtonStyle.secondary
             view.add_item(ImageButton(image.id, action, label=f"{label}{n}", style=style, row=row))
-    actions = (("reroll", "🎲 Reroll"), ("upkept", "Upscale kept"), ("delunkept", "Delete not kept"),
-               ("params", "Parameters"))
+    actions = [("reroll", "🎲 Reroll"), ("upkept", "Upscale kept"), ("delunkept", "Delete not kept"),
+               ("params", "Parameters")]
+    if any(t.status in ("failed", "cancelled") for t in detail.tasks):
+        actions.insert(0, ("retry", "🔁 Retry"))
     for action, label in actions:
         view.add_item(JobButton(detail.id, action, label=label, row=4))
     return view
@@ -119,6 +121,8 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=JOB_BUT
             return f"Deleted {count} image(s) not kept."
         if self.action == "upkept":
             record = await jobs.upscale_kept(actor, self.job_id, scale=UPSCALE_SCALE, moderator=moderator)
+        elif self.action == "retry":
+            record = await jobs.retry_failed(actor, self.job_id, moderator)
         else:
             record = await jobs.rerun(actor, self.job_id, moderator)
         await bot.post_job(interaction, record)

@@ -158,6 +158,17 @@ class JobService(JobServiceCore):
         return await self._derive(actor, job_id, "rerun", f"rerun of {job_id}", tasks,
                                   [row.parent_image_id for row in rows])
 
+    async def retry_failed(self, actor: str, job_id: str, moderator: bool = False) -> JobRecord:
+        """The job's failed or cancelled tasks again, with the same seeds."""
+        async with self.sessions() as session:
+            job = await self._owned_job(session, job_id, actor, moderator)
+            rows = [t for t in job.tasks if t.status in ("failed", "cancelled")]
+        if not rows:
+            raise InvalidRequest([f"job {job_id} has no failed task to retry"])
+        tasks = [(row.label, self._loaded_request(row.request)) for row in rows]
+        return await self._derive(actor, job_id, "retry", f"retry of {job_id}", tasks,
+                                  [row.parent_image_id for row in rows])
+
     async def _derive(self, actor: str, job_id: str, action: str, spec: str,
                       tasks: list[tuple[str, GenerationRequest]], parents: Sequence[str | None]) -> JobRecord:
         async with self.sessions() as session:
