@@ -28,7 +28,7 @@ from common.tasks import JobRecord, Origin
 
 log = logging.getLogger(__name__)
 
-COGS = ("bot.cogs.imagine", "bot.cogs.edit", "bot.cogs.sweep", "bot.cogs.queue")
+COGS = ("bot.cogs.imagine", "bot.cogs.edit", "bot.cogs.sweep", "bot.cogs.queue", "bot.cogs.settings")
 
 Action = Callable[["EaselBot", discord.Interaction], Awaitable[str | None]]
 

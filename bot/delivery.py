@@ -104,7 +104,7 @@ class Delivery:
         message = self.bot.get_partial_messageable(origin.channel_id).get_partial_message(origin.message_id)
         kwargs: dict[str, Any] = {"content": text}
         if finished:
-            kwargs["attachments"] = await self._files(detail, origin.guild_id)
+            kwargs["attachments"] = await self._files(detail, origin.guild_id, origin.channel_id)
             kwargs["view"] = job_view(detail)
         await message.edit(**kwargs)
         self._last[job_id] = (time.monotonic(), text)
@@ -118,16 +118,24 @@ class Delivery:
         state.positions.update({t: estimates[t].position for t in pending if t in estimates})
         state.eta_ms = min(starts) if starts else None  # type: ignore[type-var]
 
-    async def _files(self, detail: JobDetail, guild_id: int | None) -> list[discord.File]:
+    async def _files(self, detail: JobDetail, guild_id: int | None, channel_id: int) -> list[discord.File]:
         limit = self._upload_limit(guild_id)
+        spoiler = await self._spoilers(channel_id)
         files = []
         for image in [i for i in detail.images if not i.deleted][:MAX_FILES]:
             data = await self.jobs.image_bytes(image.id)
             name = f"{image.id.replace('.', '_')}.png"
             if len(data) > limit:
                 data, name = await asyncio.to_thread(shrink, data, limit), name.replace(".png", ".jpg")
-            files.append(discord.File(io.BytesIO(data), filename=name))
+            files.append(discord.File(io.BytesIO(data), filename=name, spoiler=spoiler))
         return files
+
+    async def _spoilers(self, channel_id: int) -> bool:
+        """The channel asked for spoilers, and is not age-restricted (where they would only get in the way)."""
+        if not (await self.jobs.channel_settings(channel_id)).spoilers:
+            return False
+        channel = self.bot.get_channel(channel_id)
+        return not (isinstance(channel, discord.TextChannel) and channel.is_nsfw())
 
     def _upload_limit(self, guild_id: int | None) -> int:
         guild = self.bot.get_guild(guild_id) if guild_id else None

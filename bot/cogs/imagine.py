@@ -37,7 +37,7 @@ class Imagine(commands.Cog):
         prompt: app_commands.Range[str, 1, 1500],
         negative: app_commands.Range[str, 0, 1500] | None = None,
         checkpoint: str | None = None,
-        size: str = "square",
+        size: str | None = None,
         steps: app_commands.Range[int, 1, 150] | None = None,
         cfg: app_commands.Range[float, 1.0, 30.0] | None = None,
         sampler: str | None = None,
@@ -45,7 +45,11 @@ class Imagine(commands.Cog):
         count: app_commands.Range[int, 1, 16] = 1,
     ) -> None:
         await interaction.response.defer(thinking=True)
-        width, height = SIZES.get(size, SIZES["square"])
+        channel = await self.bot.jobs.channel_settings(interaction.channel_id or 0)
+        if channel.max_count is not None and count > channel.max_count:
+            raise InvalidRequest([f"count: this channel allows at most {channel.max_count} image(s) per request"])
+        steps = steps if steps is not None else channel.default_steps
+        width, height = SIZES.get(size or channel.default_size or "square", SIZES["square"])
         data: dict[str, Any] = {"prompt": prompt, "width": width, "height": height, "seed": seed,
                                 "batch_size": count}
         optional = {"negative_prompt": negative, "checkpoint": checkpoint, "steps": steps, "cfg_scale": cfg,

@@ -24,9 +24,9 @@ from sqlalchemy import delete, select
 from common.errors import EaselError, InvalidRequest, NotFound
 from common.infotext import parse_infotext
 from common.jobs.core import JobServiceCore
-from common.jobs.views import PurgeReport
+from common.jobs.views import ChannelSettings, PurgeReport
 from common.models import GenerationRequest, Img2ImgRequest, UpscaleRequest, fit_size
-from common.store.tables import ImageRow, JobRow, TaskRow
+from common.store.tables import ChannelSettingsRow, ImageRow, JobRow, TaskRow
 from common.tasks import JobRecord, Origin, now_ms
 
 DAY_MS = 24 * 3600 * 1000
@@ -253,6 +253,27 @@ class JobService(JobServiceCore):
             autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
             await autocommit.exec_driver_sql("VACUUM")
         return report
+
+    # --- channel settings ----------------------------------------------------------------------------------
+
+    async def channel_settings(self, channel_id: int) -> ChannelSettings:
+        async with self.sessions() as session:
+            row = await session.get(ChannelSettingsRow, channel_id)
+        if row is None:
+            return ChannelSettings(channel_id=channel_id)
+        return ChannelSettings(channel_id=row.channel_id, guild_id=row.guild_id, spoilers=row.spoilers,
+                               default_steps=row.default_steps, default_size=row.default_size,
+                               max_count=row.max_count)
+
+    async def set_channel_settings(self, settings: ChannelSettings) -> None:
+        async with self.sessions.begin() as session:
+            row = await session.get(ChannelSettingsRow, settings.channel_id)
+            if row is None:
+                row = ChannelSettingsRow(channel_id=settings.channel_id)
+                session.add(row)
+            row.guild_id, row.spoilers = settings.guild_id, settings.spoilers
+            row.default_steps, row.default_size = settings.default_steps, settings.default_size
+            row.max_count, row.updated_ms = settings.max_count, now_ms()
 
     # --- ownership -----------------------------------------------------------------------------------------
 

@@ -73,3 +73,14 @@ class PurgeReport(BaseModel):
     dry_run: bool
     images: list[str] = Field(default_factory=list, description="Ids of the purged (or purgeable) images.")
     bytes: int = 0
+
+
+class ChannelSettings(BaseModel):
+    """Defaults and limits of one channel (set by its admins)."""
+
+    channel_id: int
+    guild_id: int | None = None
+    spoilers: bool = Field(default=False, description="Send images as spoilers (outside age-restricted channels).")
+    default_steps: int | None = None
+    default_size: str | None = None
+    max_count: int | None = Field(default=None, description="Most images per request in this channel.")

@@ -76,3 +76,17 @@ class ImageRow(Base):
     created_ms: Mapped[int] = mapped_column(BigInteger)
 
     task: Mapped[TaskRow] = relationship(back_populates="images")
+
+
+class ChannelSettingsRow(Base):
+    """Per-channel defaults and limits a community sets for its front end (e.g. with Discord's /settings)."""
+
+    __tablename__ = "channel_settings"
+
+    channel_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    guild_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    spoilers: Mapped[bool] = mapped_column(Boolean, default=False)
+    default_steps: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    default_size: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    max_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)

@@ -82,3 +82,14 @@ async def test_a_failed_job_says_why_and_offers_retry(fake: FakeDiscord, start_b
     assert answer.startswith("Queued job")
     retried = await eventually(lambda: len(job_messages(fake)) == 2 and job_messages(fake)[1])
     await eventually(lambda: "done" in retried.content and retried.files)
+
+
+async def test_progress_edits_are_coalesced_and_throttled(fake: FakeDiscord, start_bot: Start, start_stub,
+                                                          start_worker) -> None:  # type: ignore[no-untyped-def]
+    stub = await start_stub(step_ms=50)
+    await start_worker(stub.url)  # progress events every 0.05 s: about 40 of them
+    await start_bot(discord_edit_interval_s=1.0)
+    await fake.slash("imagine", {"prompt": "a busy queue", "steps": 40}, user_id=USER)
+    message = await eventually(lambda: job_message(fake))
+    await eventually(lambda: "done" in message.content and message.files)
+    assert 2 <= message.edits <= 6  # some progress shown, far fewer edits than events

@@ -118,3 +118,26 @@ async def test_images_over_the_upload_limit_are_sent_as_smaller_copies(
     await eventually(lambda: "done" in message.content and message.files)
     [(name, data)] = message.files.items()
     assert name.endswith(".jpg") and len(data) <= 2000
+
+
+async def test_channel_settings_for_admins_defaults_limits_and_spoilers(
+    fake: FakeDiscord, start_bot: Start, stub: StubServer, start_worker  # type: ignore[no-untyped-def]
+) -> None:
+    await start_worker(stub.url)
+    bot = await start_bot()
+    manage_guild = 1 << 5
+    refused = await fake.slash("settings", {"spoilers": True}, user_id=USER)
+    assert "You cannot use this command here" in await reply(refused)
+    changed = await fake.slash("settings", {"spoilers": True, "default_steps": 3, "max_count": 2}, user_id=USER,
+                               permissions=manage_guild)
+    text = await reply(changed)
+    assert "spoilers: True" in text and "default_steps: 3" in text and "max_count: 2" in text
+    too_many = await fake.slash("imagine", {"prompt": "x", "count": 3}, user_id=USER)
+    assert "count: this channel allows at most 2 image(s) per request" in await reply(too_many)
+    await fake.slash("imagine", {"prompt": "a secret garden"}, user_id=USER)
+    message = await eventually(lambda: job_message(fake))
+    await eventually(lambda: "done" in message.content and message.files)
+    [name] = message.files
+    assert name.startswith("SPOILER_")
+    [summary] = await bot.jobs.jobs(limit=1)
+    assert "Steps: 3," in (await bot.jobs.job(summary.id)).images[0].infotext  # the channel's default
