@@ -70,6 +70,10 @@ class Delivery:
             state.running.discard(event.task_id)
             await self.jobs.sync(event.job_id)
         self.schedule(event.job_id, urgent=event.type in TERMINAL)
+        if event.type in (EventType.STARTED, *TERMINAL):  # the line moved: waiting jobs show their new place
+            for job_id, other in list(self.live.items()):
+                if job_id != event.job_id and not other.running and not other.steps:
+                    self.schedule(job_id)
 
     def schedule(self, job_id: str, *, urgent: bool = False) -> None:
         """Render the job's message soon, coalescing whatever else happens meanwhile (one flusher per job)."""

@@ -28,7 +28,8 @@ class Imagine(commands.Cog):
         prompt="What to draw; <lora:name:weight> tags work", negative="What to avoid",
         checkpoint="Model (start typing to see those the workers have)", size="Shape of the image",
         steps="Sampling steps", cfg="How closely to follow the prompt", sampler="Sampler",
-        seed="Seed (-1: random)", count="How many images",
+        seed="Seed (-1: random)", count="How many images", scheduler="Schedule type",
+        hires="Hires fix: draw small, then refine at twice the size",
     )
     @app_commands.choices(size=[app_commands.Choice(name=name, value=name) for name in SIZES])
     async def imagine(
@@ -43,6 +44,8 @@ class Imagine(commands.Cog):
         sampler: str | None = None,
         seed: app_commands.Range[int, -1, SEED_MAX] = -1,
         count: app_commands.Range[int, 1, 16] = 1,
+        scheduler: str | None = None,
+        hires: bool = False,
     ) -> None:
         await interaction.response.defer(thinking=True)
         channel = await self.bot.jobs.channel_settings(interaction.channel_id or 0)
@@ -53,7 +56,7 @@ class Imagine(commands.Cog):
         data: dict[str, Any] = {"prompt": prompt, "width": width, "height": height, "seed": seed,
                                 "batch_size": count}
         optional = {"negative_prompt": negative, "checkpoint": checkpoint, "steps": steps, "cfg_scale": cfg,
-                    "sampler": sampler}
+                    "sampler": sampler, "scheduler": scheduler, "hires": {"scale": 2.0} if hires else None}
         data.update({k: v for k, v in optional.items() if v is not None})
         try:
             request = Txt2ImgRequest.model_validate(data, context={"limits": self.bot.jobs.client.limits})
@@ -70,6 +73,12 @@ class Imagine(commands.Cog):
     async def _samplers(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         names = sorted({s for w in await self.bot.jobs.client.registry.live() for s in w.samplers if " " in s
                         or s[:1].isupper()})
+        return [app_commands.Choice(name=n, value=n) for n in names if current.lower() in n.lower()][:25]
+
+
+    @imagine.autocomplete("scheduler")
+    async def _schedulers(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        names = sorted({s for w in await self.bot.jobs.client.registry.live() for s in w.schedulers})
         return [app_commands.Choice(name=n, value=n) for n in names if current.lower() in n.lower()][:25]
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from bot.app import EaselBot
 from bot.delivery import Delivery
+from common.images import read_infotext
 from tests.bot.conftest import eventually
 from tests.bot.test_imagine import OTHER, USER, job_message
 from tests.conftest import StubServer, png_bytes
@@ -141,3 +142,20 @@ async def test_channel_settings_for_admins_defaults_limits_and_spoilers(
     assert name.startswith("SPOILER_")
     [summary] = await bot.jobs.jobs(limit=1)
     assert "Steps: 3," in (await bot.jobs.job(summary.id)).images[0].infotext  # the channel's default
+
+
+async def test_waiting_messages_follow_the_line_and_hires_works(
+    fake: FakeDiscord, start_bot: Start, start_stub, start_worker  # type: ignore[no-untyped-def]
+) -> None:
+    stub = await start_stub(step_ms=40)
+    await start_worker(stub.url)
+    await start_bot()
+    await fake.slash("imagine", {"prompt": "first", "steps": 20, "hires": True}, user_id=USER)
+    first = await eventually(lambda: job_message(fake))
+    await fake.slash("imagine", {"prompt": "second", "steps": 5}, user_id=USER)
+    second = await eventually(lambda: len(job_messages(fake)) == 2 and job_messages(fake)[1])
+    await eventually(lambda: "#1 in line" in second.content)
+    await eventually(lambda: "done" in second.content and second.files, limit_s=30)
+    await eventually(lambda: "done" in first.content)
+    [png] = first.files.values()
+    assert "Hires upscale: 2.0" in (read_infotext(png) or "")
