@@ -23,6 +23,7 @@ class WorkerState(StrEnum):
     BUSY = "busy"
     SWITCHING = "switching"
     DRAINING = "draining"
+    PAUSED = "paused"
     UNHEALTHY = "unhealthy"
 
 

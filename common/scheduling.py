@@ -135,7 +135,7 @@ def estimate(
 ) -> dict[str, Estimate]:
     """Position and expected start of every task: the live workers take waiting tasks in fair order."""
     now = now_ms if now_ms is not None else int(time.time() * 1000)
-    usable = [w for w in workers if w.state not in (WorkerState.DRAINING, WorkerState.UNHEALTHY)]
+    usable = [w for w in workers if w.state not in (WorkerState.DRAINING, WorkerState.UNHEALTHY, WorkerState.PAUSED)]
     running = {t.meta.task_id: t for t in tasks if t.running}
     lanes = []
     for info in usable:

@@ -48,6 +48,7 @@ class EaselWorker(Worker):
         self.in_progress_timeout_s = settings.lease_s  # arq's claim TTL becomes a short, renewed lease
         self.lost_leases: set[str] = set()
         self.draining = False
+        self.paused = False
         self._wake = asyncio.Event()
         self._metas: dict[str, TaskMeta] = {}
         self._background: list[asyncio.Task[None]] = []
@@ -99,7 +100,7 @@ class EaselWorker(Worker):
 
     def _healthy(self) -> bool:
         easel = self.ctx.get("easel")
-        return easel is None or easel.info.state != WorkerState.UNHEALTHY
+        return not self.paused and (easel is None or easel.info.state != WorkerState.UNHEALTHY)
 
     # --- choosing and claiming -------------------------------------------------------------------------
 
@@ -260,6 +261,20 @@ class EaselWorker(Worker):
             await easel.runner.cancel(message["cancel"])
         elif message.get("drain") == self.settings.worker_name:
             await self.drain()
+        elif message.get("pause") == self.settings.worker_name and easel is not None:
+            await self._set_paused(easel, paused=True)
+        elif message.get("resume") == self.settings.worker_name and easel is not None:
+            await self._set_paused(easel, paused=False)
+
+    async def _set_paused(self, easel: Any, *, paused: bool) -> None:
+        """A paused worker finishes its task and takes no new one until resumed (it stays registered)."""
+        self.paused = paused
+        if paused and easel.info.state == WorkerState.IDLE:
+            easel.info.state = WorkerState.PAUSED
+        elif not paused and easel.info.state == WorkerState.PAUSED:
+            easel.info.state = WorkerState.IDLE
+            self._wake.set()
+        await easel.registry.heartbeat(easel.info)
 
     async def drain(self) -> None:
         """Finish the running task, take no more, then stop."""

@@ -92,7 +92,7 @@ async def discover(webui: WebUIClient, info: WorkerInfo) -> None:
 async def check_health(wctx: WorkerContext) -> None:
     """Between tasks: is the WebUI answering? Unhealthy workers take no tasks; recovered ones re-read the WebUI."""
     info = wctx.info
-    if info.state in (WorkerState.BUSY, WorkerState.SWITCHING):
+    if info.state in (WorkerState.BUSY, WorkerState.SWITCHING, WorkerState.PAUSED):
         return
     try:
         await wctx.webui.progress(skip_current_image=True)
@@ -197,7 +197,7 @@ async def run_task(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, An
         raise
     finally:
         if wctx.info.state not in (WorkerState.DRAINING, WorkerState.UNHEALTHY):
-            wctx.info.state = WorkerState.IDLE
+            wctx.info.state = WorkerState.PAUSED if ctx["worker"].paused else WorkerState.IDLE
         wctx.info.current_task = wctx.info.task_started_ms = None
         with contextlib.suppress(Exception):  # other workers' affinity choices read who is idle
             await wctx.registry.heartbeat(wctx.info)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from bot.app import EaselBot
 
 _REQUEST: TypeAdapter[GenerationRequest] = TypeAdapter(GenerationRequest)
+MESSAGE_LINK = re.compile(r"discord(?:app)?\.com/channels/\d+/\d+/(\d+)")
 
 
 async def read_attachment(bot: EaselBot, attachment: discord.Attachment) -> bytes:
@@ -63,7 +65,8 @@ class Edit(commands.Cog):
         await self.bot.submit(interaction, [(prompt[:80], validated(self.bot, data))], spec=prompt)
 
     @app_commands.command(name="upscale", description="Enlarge an uploaded image or an Easel image")
-    @app_commands.describe(image="An image to upload", image_id="Or an Easel image id (JOB.TASK.N)",
+    @app_commands.describe(image="An image to upload",
+                           image_id="Or an Easel image id (JOB.TASK.N), or a link to an Easel job message",
                            upscaler="Upscaler (start typing to see the workers')", scale="Enlargement factor")
     async def upscale(
         self,
@@ -76,11 +79,25 @@ class Edit(commands.Cog):
         await interaction.response.defer(thinking=True)
         if (image is None) == (image_id is None):
             raise InvalidRequest(["give either an image to upload or an Easel image id, not both or neither"])
-        data = await read_attachment(self.bot, image) if image is not None else await self.bot.jobs.image_bytes(
-            image_id or "")
+        if image is not None:
+            data = await read_attachment(self.bot, image)
+        else:
+            image_id = await self._image_id(image_id or "")
+            data = await self.bot.jobs.image_bytes(image_id)
         request = validated(self.bot, {"kind": "upscale", "image": data, "upscaler": upscaler, "scale": scale})
         label = f"x{scale:g}" + (f" of {image_id}" if image_id else "")
         await self.bot.submit(interaction, [(label, request)], spec=label)
+
+    async def _image_id(self, given: str) -> str:
+        """An image id as given, or the first image of the job whose message a link points at."""
+        link = MESSAGE_LINK.search(given)
+        if link is None:
+            return given.strip()
+        job_id = await self.bot.jobs.job_for_message(int(link.group(1)))
+        images = [i for i in (await self.bot.jobs.job(job_id)).images if not i.deleted] if job_id else []
+        if not images:
+            raise InvalidRequest(["image_id: that message shows no Easel image"])
+        return images[0].id
 
     @upscale.autocomplete("upscaler")
     async def _upscalers(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:

@@ -1,4 +1,4 @@
-"""``/queue``, ``/jobs``, ``/cancel``, ``/workers`` and ``/drain``: looking at and steering one's work and the pool."""
+"""``/queue``, ``/jobs``, ``/cancel``, ``/workers`` and ``/worker``: looking at and steering one's work and the pool."""
 
 from __future__ import annotations
 
@@ -96,19 +96,22 @@ class Queue(commands.Cog):
                          f"seen {max(0, now - w.heartbeat_ms / 1000):.0f}s ago")
         await interaction.followup.send("\n".join(lines) or "No worker is online.", ephemeral=True)
 
-    @app_commands.command(name="drain", description="Admins: let a worker finish its task, then stop it")
+    @app_commands.command(name="worker", description="Admins: pause, resume or drain (finish, then stop) a worker")
     @app_commands.default_permissions(manage_guild=True)
     @app_commands.checks.has_permissions(manage_guild=True)
-    async def drain(self, interaction: discord.Interaction, worker: str) -> None:
+    @app_commands.choices(action=[app_commands.Choice(name=a, value=a) for a in ("pause", "resume", "drain")])
+    async def worker(self, interaction: discord.Interaction, action: str, name: str) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         client = self.bot.jobs.client
         names = [w.name for w in await client.registry.live()]
-        if worker not in names:
-            await interaction.followup.send(f"No live worker is named `{worker}`; live: {', '.join(names) or 'none'}",
+        if name not in names:
+            await interaction.followup.send(f"No live worker is named `{name}`; live: {', '.join(names) or 'none'}",
                                             ephemeral=True)
             return
-        await client.redis.publish(client.keys.control, json.dumps({"drain": worker}))
-        await interaction.followup.send(f"`{worker}` is draining.", ephemeral=True)
+        await client.redis.publish(client.keys.control, json.dumps({action: name}))
+        done = {"pause": "paused (it finishes its task)", "resume": "taking tasks again",
+                "drain": "draining (it finishes its task, then stops)"}[action]
+        await interaction.followup.send(f"`{name}`: {done}.", ephemeral=True)
 
 
 async def setup(bot: EaselBot) -> None:

@@ -254,6 +254,14 @@ class JobService(JobServiceCore):
             await autocommit.exec_driver_sql("VACUUM")
         return report
 
+    async def job_for_message(self, message_id: int) -> str | None:
+        """The job a front-end message shows (e.g. from a Discord message link), if any."""
+        async with self.sessions() as session:
+            rows = (await session.scalars(
+                select(JobRow.id).where(JobRow.origin.contains(f'"message_id":{message_id}'))
+            )).all()
+        return rows[0] if rows else None
+
     # --- channel settings ----------------------------------------------------------------------------------
 
     async def channel_settings(self, channel_id: int) -> ChannelSettings:

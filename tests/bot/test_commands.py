@@ -12,7 +12,7 @@ from common.images import read_infotext
 from tests.bot.conftest import eventually
 from tests.bot.test_imagine import OTHER, USER, job_message
 from tests.conftest import StubServer, png_bytes
-from tests.fake_discord import FakeDiscord, Interaction, Message
+from tests.fake_discord import GUILD_ID, FakeDiscord, Interaction, Message
 
 Start = Callable[..., Awaitable[EaselBot]]
 
@@ -45,6 +45,11 @@ async def test_img2img_and_upscale_from_attachments(fake: FakeDiscord, start_bot
     await fake.slash("upscale", {"image_id": image_id, "upscaler": "Lanczos", "scale": 2.0}, user_id=USER)
     upscaled = await eventually(lambda: [m for m in job_messages(fake) if m.id != message.id])
     await eventually(lambda: "done" in upscaled[0].content and upscaled[0].files)
+    link = f"https://discord.com/channels/{GUILD_ID}/{message.channel_id}/{message.id}"
+    await fake.slash("upscale", {"image_id": link, "upscaler": "Lanczos"}, user_id=USER)
+    await eventually(lambda: len(job_messages(fake)) == 3)
+    nothing = await fake.slash("upscale", {"image_id": "https://discord.com/channels/1/2/3"}, user_id=USER)
+    assert "that message shows no Easel image" in await reply(nothing)
 
 
 async def test_sweep_is_confirmed_before_it_is_queued(fake: FakeDiscord, start_bot: Start, stub: StubServer,
@@ -159,3 +164,24 @@ async def test_waiting_messages_follow_the_line_and_hires_works(
     await eventually(lambda: "done" in first.content)
     [png] = first.files.values()
     assert "Hires upscale: 2.0" in (read_infotext(png) or "")
+
+
+async def test_admins_pause_and_resume_a_worker(fake: FakeDiscord, start_bot: Start, stub: StubServer,
+                                                start_worker) -> None:  # type: ignore[no-untyped-def]
+    await start_worker(stub.url)
+    bot = await start_bot()
+    manage_guild = 1 << 5
+    refused = await fake.slash("worker", {"action": "pause", "name": "test-gpu"}, user_id=USER)
+    assert "You cannot use this command here" in await reply(refused)
+    paused = await fake.slash("worker", {"action": "pause", "name": "test-gpu"}, user_id=USER, permissions=manage_guild)
+    assert "test-gpu`: paused" in await reply(paused)
+    await eventually(lambda: _state(bot, "paused"))
+    await fake.slash("imagine", {"prompt": "waits"}, user_id=USER)
+    message = await eventually(lambda: job_message(fake))
+    await eventually(lambda: "in line" in message.content)
+    await fake.slash("worker", {"action": "resume", "name": "test-gpu"}, user_id=USER, permissions=manage_guild)
+    await eventually(lambda: "done" in message.content and message.files)
+
+
+async def _state(bot: EaselBot, state: str) -> bool:
+    return any(w.state == state for w in await bot.jobs.client.registry.live())
