@@ -118,9 +118,9 @@ class Delivery:
     async def _estimate(self, detail: JobDetail, state: render.LiveState) -> None:
         pending = [t.id for t in detail.tasks if t.status in ("queued", "running")]
         estimates = await self.jobs.client.estimates()
-        starts = [estimates[t].start_ms for t in pending if t in estimates and estimates[t].start_ms]
+        starts = [start for t in pending if t in estimates and (start := estimates[t].start_ms) is not None]
         state.positions.update({t: estimates[t].position for t in pending if t in estimates})
-        state.eta_ms = min(starts) if starts else None  # type: ignore[type-var]
+        state.eta_ms = min(starts) if starts else None
 
     async def _files(self, detail: JobDetail, guild_id: int | None, channel_id: int) -> list[discord.File]:
         limit = self._upload_limit(guild_id)

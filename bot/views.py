@@ -49,7 +49,8 @@ def cancel_view(job_id: str) -> discord.ui.View:
     return view
 
 
-def _moderator(interaction: discord.Interaction) -> bool:
+def is_moderator(interaction: discord.Interaction) -> bool:
+    """Members with Manage Messages may act on anyone's jobs."""
     permissions = getattr(interaction.user, "guild_permissions", None)
     return bool(permissions and permissions.manage_messages)
 
@@ -71,7 +72,7 @@ class ImageButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=IMAGE
         await bot.run_action(interaction, self._act)
 
     async def _act(self, bot: EaselBot, interaction: discord.Interaction) -> str | None:
-        jobs, actor, moderator = bot.jobs, owner_of(interaction.user.id), _moderator(interaction)
+        jobs, actor, moderator = bot.jobs, owner_of(interaction.user.id), is_moderator(interaction)
         job_id = self.image_id.split(".")[0]
         if self.action in ("keep", "del"):
             if self.action == "keep":
@@ -105,7 +106,7 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=JOB_BUT
         await bot.run_action(interaction, self._act)
 
     async def _act(self, bot: EaselBot, interaction: discord.Interaction) -> str | None:
-        jobs, actor, moderator = bot.jobs, owner_of(interaction.user.id), _moderator(interaction)
+        jobs, actor, moderator = bot.jobs, owner_of(interaction.user.id), is_moderator(interaction)
         if self.action == "params":
             detail = await jobs.job(self.job_id)
             texts = [f"`{i.id}` seed {i.seed}\n```{i.infotext[:450]}```" for i in detail.images[:4]]

@@ -10,6 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 from pydantic import TypeAdapter, ValidationError
 
+from bot import autocomplete
 from common.errors import InvalidRequest
 from common.limits import SEED_MAX
 from common.models import GenerationRequest
@@ -101,8 +102,7 @@ class Edit(commands.Cog):
 
     @upscale.autocomplete("upscaler")
     async def _upscalers(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        names = sorted({u for w in await self.bot.jobs.client.registry.live() for u in w.upscalers})
-        return [app_commands.Choice(name=n, value=n) for n in names if current.lower() in n.lower()][:25]
+        return await autocomplete.from_workers(self.bot, autocomplete.upscalers, current)
 
 
 async def setup(bot: EaselBot) -> None:

@@ -9,6 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 from pydantic import ValidationError
 
+from bot import autocomplete
 from common.errors import InvalidRequest
 from common.limits import SEED_MAX
 from common.models import Txt2ImgRequest
@@ -66,20 +67,15 @@ class Imagine(commands.Cog):
 
     @imagine.autocomplete("checkpoint")
     async def _checkpoints(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        names = sorted({c.model_name for w in await self.bot.jobs.client.registry.live() for c in w.checkpoints})
-        return [app_commands.Choice(name=n, value=n) for n in names if current.lower() in n.lower()][:25]
+        return await autocomplete.from_workers(self.bot, autocomplete.checkpoints, current)
 
     @imagine.autocomplete("sampler")
     async def _samplers(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        names = sorted({s for w in await self.bot.jobs.client.registry.live() for s in w.samplers if " " in s
-                        or s[:1].isupper()})
-        return [app_commands.Choice(name=n, value=n) for n in names if current.lower() in n.lower()][:25]
-
+        return await autocomplete.from_workers(self.bot, autocomplete.samplers, current)
 
     @imagine.autocomplete("scheduler")
     async def _schedulers(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        names = sorted({s for w in await self.bot.jobs.client.registry.live() for s in w.schedulers})
-        return [app_commands.Choice(name=n, value=n) for n in names if current.lower() in n.lower()][:25]
+        return await autocomplete.from_workers(self.bot, autocomplete.schedulers, current)
 
 
 async def setup(bot: EaselBot) -> None:

@@ -11,6 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.keys import owner_of
+from bot.views import is_moderator
 from common.jobs.views import JobSummary
 
 if TYPE_CHECKING:
@@ -77,9 +78,8 @@ class Queue(commands.Cog):
     @app_commands.describe(job="The job id, as shown on its message")
     async def cancel(self, interaction: discord.Interaction, job: app_commands.Range[str, 16, 16]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        moderator = bool(getattr(interaction.user, "guild_permissions", None)
-                         and interaction.user.guild_permissions.manage_messages)  # type: ignore[union-attr]
-        self.bot.jobs.check_owner(await self.bot.jobs.job(job), owner_of(interaction.user.id), moderator)
+        self.bot.jobs.check_owner(await self.bot.jobs.job(job), owner_of(interaction.user.id),
+                                  is_moderator(interaction))
         outcomes = await self.bot.jobs.client.cancel_job(job, by=interaction.user.display_name)
         counts = {o.value: sum(1 for v in outcomes.values() if v == o) for o in set(outcomes.values())}
         await interaction.followup.send(f"Job `{job}`: " + ", ".join(f"{n} {what}" for what, n in counts.items()),
