@@ -8,8 +8,8 @@ import httpx
 
 from bot.app import EaselBot
 from tests.bot.conftest import eventually
-from tests.bot.test_commands import job_messages, reply
-from tests.bot.test_imagine import USER, job_message
+from tests.bot.test_commands import reply
+from tests.bot.test_imagine import USER, job_message, job_messages
 from tests.conftest import StubServer
 from tests.fake_discord import FakeDiscord, Message
 

@@ -10,15 +10,11 @@ from bot.app import EaselBot
 from bot.delivery import Delivery
 from common.images import read_infotext
 from tests.bot.conftest import eventually
-from tests.bot.test_imagine import OTHER, USER, job_message
+from tests.bot.test_imagine import OTHER, USER, job_message, job_messages
 from tests.conftest import StubServer, png_bytes
-from tests.fake_discord import GUILD_ID, FakeDiscord, Interaction, Message
+from tests.fake_discord import GUILD_ID, FakeDiscord, Interaction
 
 Start = Callable[..., Awaitable[EaselBot]]
-
-
-def job_messages(fake: FakeDiscord) -> list[Message]:
-    return [m for m in fake.channel_messages() if m.via_token is None]
 
 
 async def reply(interaction: Interaction) -> str:

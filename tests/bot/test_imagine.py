@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from tests.bot.conftest import eventually
@@ -10,6 +11,10 @@ from tests.fake_discord import FakeDiscord, Message
 
 USER = 900_000_000_000_000_010
 OTHER = 900_000_000_000_000_011
+
+
+def job_messages(fake: FakeDiscord) -> list[Message]:
+    return [m for m in fake.channel_messages() if m.via_token is None]
 
 
 def job_message(fake: FakeDiscord) -> Message | None:
@@ -80,18 +85,22 @@ async def test_bad_options_are_answered_not_dropped(
     assert job_message(fake) is None
 
 
-async def test_delivery_survives_an_expired_token_a_429_and_a_restart(
+async def test_delivery_survives_an_expired_token_a_429_and_a_restart_mid_job(
     fake: FakeDiscord, start_bot: Callable[..., Awaitable[object]], start_stub, start_worker  # type: ignore[no-untyped-def]
 ) -> None:
     stub = await start_stub(step_ms=60)
-    first = await start_bot()
-    interaction = await fake.slash("imagine", {"prompt": "a slow one", "steps": 30}, user_id=USER)
-    message = await eventually(lambda: job_message(fake))
-    fake.expire(interaction)  # past the 15 minutes: only the bot token works now
-    fake.rate_limit_next_edits = 1
-    await first.close()  # the bot goes down while the job waits and runs
     await start_worker(stub.url)
+    first = await start_bot()
+    interaction = await fake.slash("imagine", {"prompt": "a slow one", "steps": 40}, user_id=USER)
+    message = await eventually(lambda: job_message(fake))
+    await eventually(lambda: "rendering" in message.content)
+    await first.close()  # the bot goes down while the job runs ...
+    fake.expire(interaction)  # ... for longer than the interaction token lives: only the bot token works now
+    fake.rate_limit_next_edits = 1
+    await asyncio.sleep(3)  # the job finishes while no bot is connected
+    assert "done" not in message.content
     await start_bot()
     await eventually(lambda: "done" in message.content and message.files, limit_s=30)
-    assert ("PATCH", f"/api/v10/webhooks/{fake.commands[0]['application_id']}/{interaction.token}/messages/@original") \
-        in fake.requests  # it had been answered through the interaction before it expired
+    assert len(message.files) == 1 and len(job_messages(fake)) == 1  # completed once, nothing posted twice
+    app = fake.commands[0]["application_id"]
+    assert ("PATCH", f"/api/v10/webhooks/{app}/{interaction.token}/messages/@original") in fake.requests
