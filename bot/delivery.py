@@ -61,6 +61,7 @@ class Delivery:
         state = self.live.setdefault(event.job_id, render.LiveState())
         if event.type == EventType.PROGRESS and event.step is not None:
             state.steps[event.task_id] = (event.step, event.steps or 0)
+            state.preview = event.preview or state.preview
         elif event.type in (EventType.STARTED, EventType.SWITCHING):
             state.running.add(event.task_id)
         elif event.type == EventType.QUEUED:
@@ -103,10 +104,14 @@ class Delivery:
             await self._estimate(detail, state)
         text = render.content(detail, state)
         finished = detail.status not in ("queued", "running")
-        if self._last.get(job_id, (0.0, ""))[1] == text and not finished:
+        new_preview = not finished and state.preview is not None and state.preview is not state.preview_sent
+        if self._last.get(job_id, (0.0, ""))[1] == text and not finished and not new_preview:
             return
         message = self.bot.get_partial_messageable(origin.channel_id).get_partial_message(origin.message_id)
         kwargs: dict[str, Any] = {"content": text}
+        if new_preview and state.preview is not None:  # watch it render: the sampler's picture so far
+            kwargs["attachments"] = [discord.File(io.BytesIO(state.preview), filename="preview.jpg")]
+            state.preview_sent = state.preview
         if finished:
             kwargs["attachments"] = await self._files(detail, origin.guild_id, origin.channel_id)
             kwargs["view"] = job_view(detail)

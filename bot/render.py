@@ -20,6 +20,8 @@ class LiveState:
     positions: dict[str, int | None] = field(default_factory=dict)
     eta_ms: int | None = None
     running: set[str] = field(default_factory=set)
+    preview: bytes | None = None  # the newest progress preview (small JPEG)
+    preview_sent: bytes | None = None  # the one the message shows
 
 
 def bar(fraction: float) -> str:

@@ -93,3 +93,15 @@ async def test_progress_edits_are_coalesced_and_throttled(fake: FakeDiscord, sta
     message = await eventually(lambda: job_message(fake))
     await eventually(lambda: "done" in message.content and message.files)
     assert 2 <= message.edits <= 6  # some progress shown, far fewer edits than events
+
+
+async def test_the_message_shows_a_preview_while_rendering(fake: FakeDiscord, start_bot: Start, start_stub,
+                                                           start_worker) -> None:  # type: ignore[no-untyped-def]
+    stub = await start_stub(step_ms=50, preview_every=5)
+    await start_worker(stub.url)
+    await start_bot(discord_edit_interval_s=0.3)
+    await fake.slash("imagine", {"prompt": "watch me", "steps": 40}, user_id=USER)
+    message = await eventually(lambda: job_message(fake))
+    await eventually(lambda: "preview.jpg" in message.files)
+    await eventually(lambda: "done" in message.content and message.files)
+    assert list(message.files) != ["preview.jpg"] and all(n.endswith(".png") for n in message.files)
