@@ -39,9 +39,15 @@ def redis_url() -> Iterator[str]:
         yield server.connection_url
 
 
+_PREFIXES: set[str] = set()
+
+
 @pytest.fixture
 def prefix() -> str:
-    return f"test-{secrets.token_hex(6)}:"
+    value = f"test-{secrets.token_hex(6)}:"
+    assert value not in _PREFIXES, "two tests got the same key prefix"
+    _PREFIXES.add(value)
+    return value
 
 
 @pytest.fixture
