@@ -322,3 +322,14 @@ async def test_a_validation_error_fails_at_once(client: EaselClient, stub: StubS
     assert error.code == FailureCode.REJECTED
     assert str(error) == "the WebUI refused the request: steps: ensure this value is less than or equal to 150"
     assert not await events(client, EventType.RETRYING)
+
+
+async def test_closing_a_busy_worker_still_runs_its_shutdown(client: EaselClient, start_stub,  # type: ignore[no-untyped-def]
+                                                             start_worker) -> None:
+    stub = await start_stub(step_ms=50)
+    worker = await start_worker(stub.url)
+    record = await client.submit("u:a", CLI, [small(1, steps=60)])
+    await eventually(lambda: started_order(client))
+    await worker.close()  # its running task is cancelled; close must not re-raise that, and must unregister
+    assert await client.registry.live() == []
+    assert (await client.positions(record.task_ids))[record.task_ids[0]] == 1  # back in line, not lost

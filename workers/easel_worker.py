@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import secrets
+import signal
 from collections import Counter
 from typing import Any
 
@@ -275,6 +276,22 @@ class EaselWorker(Worker):
             easel.info.state = WorkerState.IDLE
             self._wake.set()
         await easel.registry.heartbeat(easel.info)
+
+    async def close(self) -> None:
+        """arq's close, except that a job task cancelled on the way out does not skip the shutdown hook.
+
+        arq gathers its job tasks without ``return_exceptions``: one cancelled task re-raises CancelledError out of
+        close(), and on_shutdown (registry entry, WebUI client) never runs.
+        """
+        if not self._handle_signals:
+            self.handle_sig(signal.SIGUSR1)
+        if not self._pool:
+            return
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        if self.on_shutdown:
+            await self.on_shutdown(self.ctx)
+        await self.pool.aclose(close_connection_pool=True)
+        self._pool = None
 
     async def drain(self) -> None:
         """Finish the running task, take no more, then stop."""
