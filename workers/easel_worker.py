@@ -252,9 +252,9 @@ class EaselWorker(Worker):
                     self._wake.set()
                 else:
                     await self._control(json.loads(message["data"]))
-        finally:
+        finally:  # bounded: a connection cut mid-read must not hold up the worker's shutdown
             with contextlib.suppress(Exception):
-                await pubsub.aclose()
+                await asyncio.wait_for(pubsub.aclose(), timeout=2)
 
     async def _control(self, message: dict[str, Any]) -> None:
         easel = self.ctx.get("easel")
