@@ -208,15 +208,23 @@ class EaselClient:
     async def queue_depth(self) -> int:
         return int(await self.redis.zcard(self.keys.order))
 
+    def _job(self, task_id: str) -> Job:
+        return Job(task_id, self.redis, _queue_name=self.keys.queue, _deserializer=serialization.deserialize)
+
+    async def _outcome(self, job: Job) -> TaskResult | TaskFailed | None:
+        """The stored result or failure of a finished task; None if it has not finished (or is unknown)."""
+        info = await job.result_info()
+        if info is None:
+            return None
+        if info.success:
+            return TaskResult.model_validate(info.result)
+        return info.result if isinstance(info.result, TaskFailed) else TaskFailed(str(info.result))
+
     async def lookup(self, task_id: str) -> tuple[TaskState, TaskResult | TaskFailed | None]:
         """Where a task is: (state, its result or failure once it has ended)."""
-        job = Job(task_id, self.redis, _queue_name=self.keys.queue, _deserializer=serialization.deserialize)
-        info = await job.result_info()
-        if info is not None:
-            if info.success:
-                return TaskState.DONE, TaskResult.model_validate(info.result)
-            error = info.result if isinstance(info.result, TaskFailed) else TaskFailed(str(info.result))
-            return TaskState.FAILED, error
+        outcome = await self._outcome(self._job(task_id))
+        if outcome is not None:
+            return (TaskState.DONE if isinstance(outcome, TaskResult) else TaskState.FAILED), outcome
         position = (await self.positions([task_id]))[task_id]
         if position is None:
             return TaskState.MISSING, None
@@ -227,17 +235,13 @@ class EaselClient:
 
         Raises :class:`TaskFailed` with the worker's reason when it failed or was cancelled.
         """
-        job = Job(task_id, self.redis, _queue_name=self.keys.queue, _deserializer=serialization.deserialize)
-        info = await job.result_info()
-        if info is None:
-            if await job.status() == JobStatus.not_found:
-                raise TaskFailed(f"task {task_id} is unknown or its result has expired")
-            return None
-        if info.success:
-            return TaskResult.model_validate(info.result)
-        if isinstance(info.result, TaskFailed):
-            raise info.result
-        raise TaskFailed(str(info.result))
+        job = self._job(task_id)
+        outcome = await self._outcome(job)
+        if isinstance(outcome, TaskFailed):
+            raise outcome
+        if outcome is None and await job.status() == JobStatus.not_found:
+            raise TaskFailed(f"task {task_id} is unknown or its result has expired")
+        return outcome
 
     # --- cancelling ----------------------------------------------------------------------------------------
 
