@@ -7,6 +7,8 @@ Hierarchy::
     ├── NotAvailable           valid, but nothing can serve it now (unknown checkpoint, no worker)
     ├── NotFound               an unknown job or image id
     ├── NotPermitted           acting on someone else's job
+    ├── QueueUnreachable       Redis did not answer (an outage longer than EASEL_REDIS_OUTAGE_S, or right now
+    │                          for a command that must answer at once, e.g. a slash command)
     └── TaskFailed             a task ran and failed; ``code`` says why (see FailureCode)
 """
 
@@ -44,6 +46,13 @@ class NotFound(EaselError):
 
 class NotPermitted(EaselError):
     """Acting on someone else's job."""
+
+
+class QueueUnreachable(EaselError):
+    """The queue (Redis) does not answer; the message says what to do (usually: try again shortly)."""
+
+    def __init__(self, message: str = "the queue is unreachable right now; try again shortly") -> None:
+        super().__init__(message)
 
 
 class FailureCode(StrEnum):

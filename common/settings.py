@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     job_timeout_s: float = Field(default=900, gt=0, description="Longest a single task may run on a worker.")
     result_ttl_s: int = Field(default=7 * 24 * 3600, gt=0, description="How long task results stay in Redis.")
     events_maxlen: int = Field(default=100_000, ge=1000, description="Approximate length cap of the event stream.")
+    redis_outage_s: float = Field(
+        default=300, ge=0,
+        description="How long workers, the bot and followers wait out a Redis outage before giving up.",
+    )
 
     # --- Worker ---------------------------------------------------------------------------------------------
     webui_url: str | None = Field(default=None, description="Base URL of this worker's WebUI (started with --api).")
@@ -58,6 +62,10 @@ class Settings(BaseSettings):
         default=600.0, gt=0, description="Read timeout for WebUI requests (a generation answers when it is done)."
     )
     progress_interval_s: float = Field(default=0.5, gt=0, description="How often a worker polls WebUI progress.")
+    stall_s: float = Field(
+        default=120, gt=0,
+        description="A generation whose progress does not move for this long is interrupted and handed back.",
+    )
     heartbeat_s: float = Field(default=2.0, gt=0, description="How often a worker refreshes its registry entry.")
     worker_ttl_s: float = Field(default=10.0, gt=0, description="A worker silent for this long counts as gone.")
     max_tries: int = Field(
