@@ -21,10 +21,10 @@ from bot.delivery import Delivery
 from bot.keys import owner_of
 from bot.views import ImageButton, JobButton, cancel_view
 from common.errors import EaselError, InvalidRequest
-from common.jobs.service import JobService
 from common.models import GenerationRequest
 from common.settings import Settings
 from common.tasks import JobRecord, Origin
+from jobs.curation import JobService
 
 log = logging.getLogger(__name__)
 

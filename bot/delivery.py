@@ -21,8 +21,8 @@ from bot import render
 from bot.keys import MAX_FILES
 from bot.views import job_view
 from common.events import TERMINAL, EventConsumer, EventType, TaskEvent
-from common.jobs.service import JobService
-from common.jobs.views import JobDetail
+from jobs.curation import JobService
+from jobs.models import JobDetail
 
 if TYPE_CHECKING:
     from bot.app import EaselBot

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from common.jobs.views import JobDetail
+from jobs.models import JobDetail
 
 BAR = 12
 

@@ -20,7 +20,7 @@ from bot.keys import (
     job_button,
     owner_of,
 )
-from common.jobs.views import JobDetail
+from jobs.models import JobDetail
 
 if TYPE_CHECKING:
     from bot.app import EaselBot

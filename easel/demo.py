@@ -20,9 +20,9 @@ from common.queue import EaselClient
 from common.settings import Settings
 from common.sweep import expand, parse_axes
 from common.tasks import Origin
-from common.watch import JobView
 from easel.follow import follow, save_images, summary_table
 from easel.stack import LocalStack
+from jobs.tracker import JobView
 
 PROMPTS = [
     "a lighthouse on a cliff at dusk, oil painting",

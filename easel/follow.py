@@ -11,7 +11,7 @@ from rich.table import Table
 from common.events import EventType
 from common.queue import EaselClient
 from common.tasks import JobRecord
-from common.watch import JobView, JobWatcher, TaskView
+from jobs.tracker import JobView, JobWatcher, TaskView
 
 
 def _status(task: TaskView) -> str:

@@ -16,13 +16,13 @@ from rich.console import Console
 from rich.table import Table
 
 from common.errors import InvalidRequest
-from common.jobs.service import JobService
-from common.jobs.views import JobDetail
 from common.settings import Settings
 from common.sweep import parse_spec
 from common.tasks import JobRecord, Origin
 from easel.follow import follow
 from easel.submit import add_request_flags, request_data
+from jobs.curation import JobService
+from jobs.models import JobDetail
 
 CLI = Origin(source="cli")
 

@@ -16,7 +16,7 @@ from common.models import Img2ImgRequest, Txt2ImgRequest, UpscaleRequest
 from common.queue import EaselClient
 from common.sweep import expand, parse_axes
 from common.tasks import JobRecord, Origin
-from common.watch import JobView, JobWatcher
+from jobs.tracker import JobView, JobWatcher
 from tests.conftest import StubServer
 
 CLI = Origin(source="cli")

@@ -12,7 +12,7 @@ from discord.ext import commands
 
 from bot.keys import owner_of
 from bot.views import is_moderator
-from common.jobs.views import JobSummary
+from jobs.models import JobSummary
 
 if TYPE_CHECKING:
     from bot.app import EaselBot

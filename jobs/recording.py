@@ -23,15 +23,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from common.errors import EaselError, FailureCode, NotFound, NotPermitted, TaskFailed
-from common.jobs.views import ImageDetail, JobDetail, JobSummary, SyncReport, TaskDetail
 from common.models import GenerationRequest
 from common.queue import EaselClient, TaskState, resolve_seed
 from common.settings import Settings
-from common.store.db import migrate, open_engine, sqlite_urls
-from common.store.files import ImageFiles
-from common.store.tables import ImageRow, JobRow, TaskRow
 from common.sweep import expand, parse_spec
 from common.tasks import JobRecord, Origin, TaskResult, TaskSpec, new_job_id, now_ms
+from jobs.models import ImageDetail, JobDetail, JobSummary, SyncReport, TaskDetail
+from jobs.store.db import migrate, open_engine, sqlite_urls
+from jobs.store.files import ImageFiles
+from jobs.store.tables import ImageRow, JobRow, TaskRow
 
 _REQUEST = TypeAdapter(GenerationRequest)
 _IMAGE_FIELDS = ("init_image", "image")  # request fields holding image bytes, stored as input references
@@ -45,7 +45,7 @@ def _prepare_root(data_dir: str) -> Path:
 
 
 class JobServiceCore:
-    """Recording, queueing, storing and reading jobs; :class:`common.jobs.service.JobService` adds curation."""
+    """Recording, queueing, storing and reading jobs; :class:`jobs.curation.JobService` adds curation."""
 
     def __init__(self, client: EaselClient, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
                  files: ImageFiles, settings: Settings) -> None:

@@ -18,13 +18,13 @@ import pytest
 from sqlalchemy import func, select, update
 
 from common.errors import EaselError, InvalidRequest, NotFound, NotPermitted
-from common.jobs.service import JobService
-from common.jobs.views import JobDetail
 from common.keys import ARQ_JOB_PREFIX
 from common.settings import Settings
-from common.store.tables import ImageRow, TaskRow
 from common.sweep import SweepSyntaxError
 from common.tasks import Origin
+from jobs.curation import JobService
+from jobs.models import JobDetail
+from jobs.store.tables import ImageRow, TaskRow
 from tests.conftest import StubServer
 
 CLI = Origin(source="cli")

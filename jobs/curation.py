@@ -1,4 +1,4 @@
-"""The job service: what users do with whole jobs, over the durable store (see :mod:`common.jobs.core`).
+"""The job service: what users do with whole jobs, over the durable store (see :mod:`jobs.recording`).
 
 Open it with ``async with JobService.open(settings) as jobs:``. Curation: keep and delete images, derive jobs from
 the kept ones, export, purge.
@@ -23,11 +23,11 @@ from sqlalchemy import delete, select
 
 from common.errors import EaselError, InvalidRequest, NotFound
 from common.infotext import parse_infotext
-from common.jobs.core import JobServiceCore
-from common.jobs.views import ChannelSettings, PurgeReport
 from common.models import GenerationRequest, Img2ImgRequest, UpscaleRequest, fit_size
-from common.store.tables import ChannelSettingsRow, ImageRow, JobRow, TaskRow
 from common.tasks import JobRecord, Origin, now_ms
+from jobs.models import ChannelSettings, PurgeReport
+from jobs.recording import JobServiceCore
+from jobs.store.tables import ChannelSettingsRow, ImageRow, JobRow, TaskRow
 
 DAY_MS = 24 * 3600 * 1000
 
