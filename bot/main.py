@@ -11,7 +11,7 @@ from discord.gateway import DiscordWebSocket
 
 from bot.app import EaselBot
 from common.settings import Settings
-from jobs.curation import JobService
+from jobs.service import JobService
 
 
 def point_at(settings: Settings) -> None:

@@ -1,101 +1,133 @@
-"""Follow one job to its end: positions, progress and results, from the event stream.
+"""Following a live job: one tracker for every front end (the CLI's progress bars, the bot's job messages, the web).
 
-Events are pushed (blocking XREAD); positions are refreshed once a second, and a task that left the queue without
-an event reaching us (e.g. the stream was trimmed) is settled by reading its arq result, so nothing hangs forever.
+A :class:`JobTracker` turns what Redis says about a job into a typed :class:`~jobs.models.LiveJob`: the events of its
+tasks (:meth:`JobTracker.apply`), their places in line and expected starts (:meth:`JobTracker.refresh`), and — when
+an event was missed (the stream was trimmed, or the front end was away) — how a task that left the line ended, read
+from its stored result. The CLI lets it read the event stream itself (:meth:`JobTracker.follow`); the bot feeds it
+the events of its own consumer group.
+
+Every Redis read goes through one :class:`~common.outage.Outage`, so a follower waits out a Redis restart (one log
+line when it begins, one when it ends) and carries on where it was.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import partial
+from typing import TypeVar
 
 from common.errors import FailureCode, TaskFailed
 from common.events import TERMINAL, EventType, TaskEvent
-from common.queue import EaselClient
-from common.tasks import JobRecord, TaskResult
+from common.outage import Outage
+from common.queue import EaselClient, TaskState
+from common.tasks import TaskResult
+from jobs.models import LiveJob, LiveTask, TaskStatus
+
+T = TypeVar("T")
+
+_ENDED = {EventType.FINISHED: TaskStatus.DONE, EventType.FAILED: TaskStatus.FAILED,
+          EventType.CANCELLED: TaskStatus.CANCELLED}
 
 
-@dataclass
-class TaskView:
-    """What a front end shows about one task."""
+class JobTracker:
+    """The live view of one job, kept up to date from Redis; ``view`` is what front ends render."""
 
-    task_id: str
-    label: str
-    state: EventType = EventType.QUEUED
-    position: int | None = None
-    worker: str | None = None
-    step: int = 0
-    steps: int = 0
-    message: str | None = None
-    result: TaskResult | None = None
-    preview: bytes | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.state in TERMINAL
-
-
-@dataclass
-class JobView:
-    record: JobRecord
-    tasks: dict[str, TaskView] = field(default_factory=dict)
-
-    @property
-    def done(self) -> bool:
-        return all(t.done for t in self.tasks.values())
-
-
-class JobWatcher:
-    """Iterate over a job's state until every task has finished, failed or been cancelled."""
-
-    def __init__(self, client: EaselClient, record: JobRecord, after: str, *, refresh_s: float = 1.0) -> None:
+    def __init__(self, client: EaselClient, job_id: str, task_ids: Sequence[str], labels: Sequence[str] = (), *,
+                 outage: Outage, results: bool = False) -> None:
+        """``results``: also fetch each finished task's result (its images) into the view; front ends that read
+        images from the store leave it off, so nothing is downloaded twice."""
         self._client = client
-        self._after = after
-        self._refresh_s = refresh_s
-        labels = record.labels or [""] * len(record.task_ids)
-        self.view = JobView(record, {t: TaskView(t, label) for t, label in zip(record.task_ids, labels, strict=True)})
+        self._outage = outage
+        self._results = results
+        names = list(labels) or [""] * len(task_ids)
+        self.view = LiveJob(job_id=job_id, tasks={t: LiveTask(task_id=t, label=label)
+                                                  for t, label in zip(task_ids, names, strict=True)})
 
-    async def __aiter__(self) -> AsyncIterator[JobView]:
-        last_refresh = 0.0
+    @property
+    def outage(self) -> Outage:
+        return self._outage
+
+    async def redis(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run one Redis call, waiting out an outage (for front ends that read more around the tracker)."""
+        return await self._outage.call(work)
+
+    # --- following --------------------------------------------------------------------------------------------
+
+    async def follow(self, after: str, *, refresh_s: float = 1.0) -> AsyncIterator[LiveJob]:
+        """Read the event stream after ``after`` and yield the view after each batch, until every task has ended."""
+        last_refresh = -refresh_s
         while not self.view.done:
-            for entry_id, event in await self._client.events.read(self._after, block_ms=250):
-                self._after = entry_id
-                await self._apply(event)
-            if time.monotonic() - last_refresh >= self._refresh_s:
+            batch = await self.redis(partial(self._client.events.read, after, block_ms=250))
+            for entry_id, event in batch:
+                after = entry_id
+                await self.apply(event)
+            if time.monotonic() - last_refresh >= refresh_s:
                 last_refresh = time.monotonic()
-                await self._refresh()
+                await self.refresh()
             yield self.view
 
-    async def _apply(self, event: TaskEvent) -> None:
+    async def apply(self, event: TaskEvent) -> bool:
+        """Take one event into the view; False when it is not about a task of this job still under way."""
         task = self.view.tasks.get(event.task_id)
         if task is None or task.done:
-            return
+            return False
         task.worker = event.worker or task.worker
-        if event.type in TERMINAL:  # the result (or the failure) is stored before these are published
-            await self._settle(task)
-            return
-        task.state, task.message = event.type, event.message
-        if event.position is not None:
-            task.position = event.position
+        if event.type in TERMINAL:
+            if event.type == EventType.FINISHED and self._results:
+                await self._settle(task)  # the result is stored before the event is published
+            else:
+                self._end(task, _ENDED[event.type], event.message)
+            return True
+        task.message = event.message
+        if event.type == EventType.QUEUED:
+            task.position = event.position if event.position is not None else task.position
+        elif event.type == EventType.RETRYING:  # handed back: it waits for its next start
+            task.status, task.step, task.steps = TaskStatus.QUEUED, 0, 0
+        else:  # started, switching checkpoint, progress
+            task.status, task.position, task.eta_ms = TaskStatus.RUNNING, 0, None
         if event.type == EventType.PROGRESS:
             task.step, task.steps = event.step or 0, event.steps or 0
-            task.preview = event.preview or task.preview
+            preview = await self._preview(event)
+            if preview is not None:
+                task.preview = self.view.preview = preview
+        return True
 
-    async def _refresh(self) -> None:
+    async def _preview(self, event: TaskEvent) -> bytes | None:
+        """The newest preview of the event's task. The only place that knows where previews come from: today they
+        ride on progress events; when they move out of the stream (issue 8), only this changes."""
+        return event.preview
+
+    async def refresh(self) -> None:
+        """Places in line and expected starts of the tasks still under way; a task that left the line without its
+        ending reaching us is settled from its stored result."""
         pending = [t for t in self.view.tasks.values() if not t.done]
-        positions = await self._client.positions([t.task_id for t in pending])
-        for task in pending:
-            task.position = positions[task.task_id]
-            if task.position is None:  # left the queue: the result says how it ended
-                await self._settle(task)
-
-    async def _settle(self, task: TaskView) -> None:
-        try:
-            result = await self._client.result(task.task_id)
-        except TaskFailed as exc:
-            cancelled = exc.code == FailureCode.CANCELLED
-            task.state, task.message = (EventType.CANCELLED if cancelled else EventType.FAILED), str(exc)
+        if not pending:
             return
-        if result is not None:
-            task.state, task.result, task.position = EventType.FINISHED, result, None
+        estimates = await self.redis(self._client.estimates)
+        for task in pending:
+            estimate = estimates.get(task.task_id)
+            if estimate is None:  # neither queued nor running any more: its result says how it ended
+                await self._settle(task)
+                continue
+            task.position = estimate.position
+            if task.status == TaskStatus.QUEUED and estimate.position == 0:  # its start did not reach us
+                task.status, task.eta_ms = TaskStatus.RUNNING, None
+            elif task.status == TaskStatus.QUEUED:
+                task.eta_ms = estimate.start_ms
+                task.message = estimate.reason or task.message
+
+    async def _settle(self, task: LiveTask) -> None:
+        state, outcome = await self.redis(lambda: self._client.lookup(task.task_id))
+        if isinstance(outcome, TaskResult):
+            self._end(task, TaskStatus.DONE, None)
+            task.result = outcome if self._results else None
+        elif isinstance(outcome, TaskFailed):
+            cancelled = outcome.code == FailureCode.CANCELLED
+            self._end(task, TaskStatus.CANCELLED if cancelled else TaskStatus.FAILED, str(outcome))
+        elif state == TaskState.MISSING:
+            self._end(task, TaskStatus.FAILED, f"task {task.task_id} is unknown or its result has expired")
+
+    @staticmethod
+    def _end(task: LiveTask, status: TaskStatus, message: str | None) -> None:
+        task.status, task.message, task.position, task.eta_ms = status, message, None, None

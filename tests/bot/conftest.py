@@ -15,7 +15,7 @@ from discord.gateway import DiscordWebSocket
 from bot.app import EaselBot
 from bot.main import point_at
 from common.settings import Settings
-from jobs.curation import JobService
+from jobs.service import JobService
 from tests.fake_discord import GUILD_ID, FakeDiscord
 
 
