@@ -197,7 +197,8 @@ class Recording:
 
     async def _recover(self, job_id: str, lost: list[TaskRow], report: SyncReport) -> None:
         """Pending tasks of one job that the queue no longer has: queue them again under their own ids, or fail
-        those that cannot be rebuilt."""
+        those that cannot be rebuilt. The job's record in Redis is rebuilt from the store with *all* its tasks, so
+        cancelling the job afterwards still reaches every one of them."""
         async with self.store.sessions() as session:
             job = await self.store.load_job(session, job_id)
         specs = []
@@ -209,11 +210,10 @@ class Recording:
                 report.lost_tasks += 1
         if not specs:
             return
-        origin = Origin.model_validate_json(job.origin)
-        for spec in specs:
-            record = JobRecord(job_id=job.id, owner=job.owner, origin=origin, task_ids=[spec.task_id],
-                               labels=[spec.label])
-            await self.client.requeue(record, [spec])
+        record = JobRecord(job_id=job.id, owner=job.owner, origin=Origin.model_validate_json(job.origin),
+                           task_ids=[t.id for t in job.tasks], labels=[t.label for t in job.tasks],
+                           submitted_ms=job.created_ms)
+        await self.client.requeue(record, specs)
         for spec in specs:
             await self._set_status(spec.task_id, TaskStatus.QUEUED)
         report.requeued_tasks += len(specs)

@@ -16,9 +16,10 @@ from sqlalchemy import update
 
 from common.errors import EaselError, InvalidRequest
 from common.keys import ARQ_JOB_PREFIX
+from common.queue import CancelOutcome
 from common.settings import Settings
 from common.sweep import SweepSyntaxError
-from jobs.models import JobStatus
+from jobs.models import JobStatus, TaskStatus
 from jobs.service import JobService
 from jobs.store.tables import TaskRow
 from tests.conftest import StubServer
@@ -96,6 +97,22 @@ async def test_reconcile_after_redis_lost_the_queue(jobs: JobService, prefix: st
     detail = await settled(jobs, record.job_id)
     assert detail.status == JobStatus.DONE and len(detail.images) == 2
     assert await jobs.recording.reconcile() == type(report)()  # nothing left to do
+
+
+async def test_cancelling_a_recovered_job_reaches_every_task(jobs: JobService, prefix: str) -> None:
+    """The recovery rebuilds the job's record from the store with all its tasks, not just the last one put back."""
+    record = await jobs.recording.submit_sweep(ME, CLI, "a | b | c", BASE)  # no worker: all three wait
+    await lose_the_queue(jobs, prefix, record.task_ids)
+    assert (await jobs.recording.reconcile()).requeued_tasks == 3
+    recovered = await jobs.client.job(record.job_id)
+    assert recovered is not None and recovered.task_ids == record.task_ids
+    assert recovered.labels == record.labels and recovered.owner == ME
+    outcomes = await jobs.client.cancel_job(record.job_id, by=ME)
+    assert outcomes == dict.fromkeys(record.task_ids, CancelOutcome.REMOVED)
+    assert await jobs.client.queue() == []
+    detail = await settled(jobs, record.job_id)
+    assert detail.status == JobStatus.CANCELLED
+    assert {t.status for t in detail.tasks} == {TaskStatus.CANCELLED}
 
 
 async def test_reconcile_fails_what_cannot_be_rebuilt(jobs: JobService, prefix: str) -> None:
