@@ -173,8 +173,11 @@ class Curation:
 
     async def _derive(self, actor: str, job_id: str, action: str, spec: str,
                       tasks: list[tuple[str, GenerationRequest]], parents: Sequence[str | None]) -> JobRecord:
+        """Submit a job derived from ``job_id``: the same front end and place, but not the parent's message (a
+        front end that shows jobs in messages posts the derived job's own; until then it has none)."""
         async with self.store.sessions() as session:
-            origin = Origin.model_validate_json((await self.store.load_job(session, job_id)).origin)
+            parent = Origin.model_validate_json((await self.store.load_job(session, job_id)).origin)
+        origin = parent.model_copy(update={"message_id": None})
         return await self.recording.submit(actor, origin, tasks, action=action, spec=spec, parent_job_id=job_id,
                                            parents=parents)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from common.errors import InvalidRequest, NotFound, NotPermitted
+from common.tasks import Origin
 from jobs.service import JobService
 from tests.conftest import StubServer
 from tests.jobs.conftest import BASE, CLI, ME, OTHER, settled
@@ -30,8 +31,11 @@ async def test_curation_and_lineage(jobs: JobService, stub: StubServer, start_wo
     assert (big.width, big.height) == (128, 128) and big.parent_image_id == variations.images[1].id
     assert [step["image"] for step in await jobs.curation.lineage(big.id)] == [variations.images[1].id, fox.id]
 
+    shown = Origin(source="discord", guild_id=1, channel_id=2, message_id=3)  # the job has a message of its own
+    await jobs.store.set_origin(job.id, shown)
     rerun = await settled(jobs, (await jobs.curation.rerun(ME, job.id)).job_id)
     assert {i.seed for i in rerun.images}.isdisjoint({fox.seed, wolf.seed})
+    assert await jobs.store.origin(rerun.id) == shown.model_copy(update={"message_id": None})  # not its parent's
 
     assert await jobs.curation.delete_not_kept(ME, job.id) == 1
     assert [(i.id, i.deleted) for i in (await jobs.store.job(job.id)).images] == [(fox.id, False), (wolf.id, True)]
