@@ -44,10 +44,6 @@ class JobTracker:
         self.view = LiveJob(job_id=job_id, tasks={t: LiveTask(task_id=t, label=label)
                                                   for t, label in zip(task_ids, names, strict=True)})
 
-    @property
-    def outage(self) -> Outage:
-        return self._outage
-
     async def redis(self, work: Callable[[], Awaitable[T]]) -> T:
         """Run one Redis call, waiting out an outage (for front ends that read more around the tracker)."""
         return await self._outage.call(work)
@@ -56,7 +52,7 @@ class JobTracker:
 
     async def follow(self, after: str, *, refresh_s: float = 1.0) -> AsyncIterator[LiveJob]:
         """Read the event stream after ``after`` and yield the view after each batch, until every task has ended."""
-        last_refresh = -refresh_s
+        last_refresh = float("-inf")
         while not self.view.done:
             batch = await self.redis(partial(self._client.events.read, after, block_ms=250))
             for entry_id, event in batch:
