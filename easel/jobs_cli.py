@@ -126,7 +126,7 @@ def _require_redis(settings: Settings, why: str) -> None:
 async def _with_service(settings: Settings, work: Callable[[JobService], Awaitable[int]]) -> int:
     """The job service on the store, with the queue when Redis is configured (results waiting there are stored
     first); without Redis, on the store alone."""
-    async with JobService.open(settings, queue=settings.redis_url is not None) as jobs:
+    async with JobService.open(settings, queue=bool(settings.redis_url)) as jobs:
         if jobs.recording.has_queue:
             await jobs.recording.reconcile()
         return await work(jobs)

@@ -66,7 +66,7 @@ async def test_txt2img_end_to_end(client: EaselClient, stub: StubServer, start_w
         assert (parsed.prompt, parsed.steps, parsed.seed) == ("a lighthouse", 6, seed)
         assert (image.width, image.height) == (128, 128)
     assert result.parameters["sd_model_name"] == "v1-5-pruned-emaonly"
-    assert seen[0] == TaskStatus.QUEUED and seen[-1] == TaskStatus.DONE
+    assert seen[-1] == TaskStatus.DONE and set(seen) <= {TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.DONE}
 
 
 async def test_random_seed_is_resolved_at_submit_so_results_are_reproducible(
