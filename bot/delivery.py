@@ -61,7 +61,8 @@ class Delivery:
         state = self.live.setdefault(event.job_id, render.LiveState())
         if event.type == EventType.PROGRESS and event.step is not None:
             state.steps[event.task_id] = (event.step, event.steps or 0)
-            state.preview = event.preview or state.preview
+            if event.has_preview:
+                state.preview = await self.jobs.client.events.preview(event.task_id) or state.preview
         elif event.type in (EventType.STARTED, EventType.SWITCHING):
             state.running.add(event.task_id)
         elif event.type == EventType.QUEUED:

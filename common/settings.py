@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     job_timeout_s: float = Field(default=900, gt=0, description="Longest a single task may run on a worker.")
     result_ttl_s: int = Field(default=7 * 24 * 3600, gt=0, description="How long task results stay in Redis.")
     events_maxlen: int = Field(default=100_000, ge=1000, description="Approximate length cap of the event stream.")
+    events_max_age_s: float = Field(
+        default=86_400, ge=60, description="Events older than this are trimmed from the stream."
+    )
     redis_outage_s: float = Field(
         default=300, ge=0,
         description="How long workers, the bot and followers wait out a Redis outage before giving up.",

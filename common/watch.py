@@ -80,7 +80,8 @@ class JobWatcher:
             task.position = event.position
         if event.type == EventType.PROGRESS:
             task.step, task.steps = event.step or 0, event.steps or 0
-            task.preview = event.preview or task.preview
+            if event.has_preview:
+                task.preview = await self._client.events.preview(event.task_id) or task.preview
 
     async def _refresh(self) -> None:
         pending = [t for t in self.view.tasks.values() if not t.done]

@@ -101,7 +101,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             from easel.admin import drain
 
             return drain(settings)
-        from workers.worker import run
+        from workers.main import run
 
         run(settings)
         return 0

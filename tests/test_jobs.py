@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 from common.errors import EaselError, InvalidRequest, NotFound, NotPermitted
 from common.jobs.service import JobService
 from common.jobs.views import JobDetail
-from common.keys import ARQ_JOB_PREFIX
+from common.queue.keys import ARQ_JOB_PREFIX
 from common.settings import Settings
 from common.store.tables import ImageRow, TaskRow
 from common.sweep import SweepSyntaxError

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +12,7 @@ from discord.ext import commands
 from bot.keys import owner_of
 from bot.views import is_moderator
 from common.jobs.views import JobSummary
+from common.queue import messages
 
 if TYPE_CHECKING:
     from bot.app import EaselBot
@@ -108,7 +108,10 @@ class Queue(commands.Cog):
             await interaction.followup.send(f"No live worker is named `{name}`; live: {', '.join(names) or 'none'}",
                                             ephemeral=True)
             return
-        await client.redis.publish(client.keys.control, json.dumps({action: name}))
+        orders: dict[str, messages.ControlMessage] = {
+            "pause": messages.Pause(), "resume": messages.Resume(), "drain": messages.Drain(),
+        }
+        await client.tell(name, orders[action])
         done = {"pause": "paused (it finishes its task)", "resume": "taking tasks again",
                 "drain": "draining (it finishes its task, then stops)"}[action]
         await interaction.followup.send(f"`{name}`: {done}.", ephemeral=True)
