@@ -11,9 +11,9 @@ import pytest
 from common.errors import FailureCode, InvalidRequest, NotAvailable, TaskFailed
 from common.events import EventType
 from common.infotext import parse_infotext
-from common.queue.keys import Keys
 from common.models import Img2ImgRequest, Txt2ImgRequest, UpscaleRequest
 from common.queue import EaselClient
+from common.queue.keys import Keys
 from common.sweep import expand, parse_axes
 from common.tasks import JobRecord, Origin
 from common.watch import JobView, JobWatcher

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from common.models import Img2ImgRequest, Txt2ImgRequest, UpscaleRequest
-from common.registry import CheckpointInfo, WorkerInfo, WorkerState
 from common.queue.estimates import estimate
 from common.queue.fairness import SpeedTable, work_of
 from common.queue.models import QueuedTask, TaskMeta
+from common.registry import CheckpointInfo, WorkerInfo, WorkerState
 from tests.conftest import png_bytes
 
 NOW = 10_000_000
