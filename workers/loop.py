@@ -44,6 +44,7 @@ class WorkerLoop:
         self._wake = asyncio.Event()
         self._current: tuple[Claimed, asyncio.Task[None]] | None = None
         self._lease_lost = False
+        self._after: set[asyncio.Task[object]] = set()  # Redis work that need not hold up the next claim
 
     # --- main loop -------------------------------------------------------------------------------------
 
@@ -69,6 +70,18 @@ class WorkerLoop:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            if self._after:  # the last events and heartbeat go out before the worker leaves
+                await asyncio.wait(self._after, timeout=5)
+
+    def _later(self, work: Awaitable[object]) -> None:
+        task = asyncio.ensure_future(work)
+        self._after.add(task)
+        task.add_done_callback(self._done_later)
+
+    def _done_later(self, task: asyncio.Future[object]) -> None:
+        self._after.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("an event or heartbeat could not be sent: %s", task.exception())
 
     def _can_take(self) -> bool:
         return not self.paused and self.wctx.info.state != WorkerState.UNHEALTHY
@@ -98,7 +111,7 @@ class WorkerLoop:
             if info.state not in (WorkerState.DRAINING, WorkerState.UNHEALTHY):
                 info.state = WorkerState.PAUSED if self.paused else WorkerState.IDLE
             info.current_task = info.task_started_ms = None
-            await self._quietly(self.source.heartbeat(info))  # other workers' affinity reads who is idle
+            self._later(self._quietly(self.source.heartbeat(info)))
 
     async def _execute(self, claimed: Claimed) -> None:
         try:
@@ -144,7 +157,7 @@ class WorkerLoop:
                             claimed.task_id)
                 return
             event = _terminal_event(claimed, name, outcome)
-        await self.outage.call(lambda: self.source.publish(event))
+        self._later(self.outage.call(lambda: self.source.publish(event)))  # after the result: never before it
 
     # --- leases and control ----------------------------------------------------------------------------
 

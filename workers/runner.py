@@ -67,13 +67,14 @@ class TaskRunner:
         self._cancelled: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
 
-    async def run(self, spec: TaskSpec) -> TaskResult:
+    async def run(self, spec: TaskSpec, *, cancel_requested: bool = False) -> TaskResult:
+        """Run ``spec``; ``cancel_requested``: it was cancelled between the claim and now."""
         started = now_ms()
         self.info.task_started_ms = started
-        await self._set_state(WorkerState.BUSY, spec.task_id)
-        await self._publish(spec, EventType.STARTED, position=0)
-        if await self._quietly(self.source.cancel_requested(spec.task_id)):
-            self._cancelled.add(spec.task_id)  # cancelled between the claim and now
+        await asyncio.gather(self._set_state(WorkerState.BUSY, spec.task_id),
+                             self._publish(spec, EventType.STARTED, position=0))
+        if cancel_requested:
+            self._cancelled.add(spec.task_id)
         self._raise_if_cancelled(spec)
         request = spec.request
         if not isinstance(request, UpscaleRequest) and request.checkpoint is not None:

@@ -64,7 +64,7 @@ async def execute(settings: Settings, runner: TaskRunner, claimed: Claimed, spec
             )
         try:
             async with asyncio.timeout(settings.job_timeout_s):
-                result = await runner.run(spec)
+                result = await runner.run(spec, cancel_requested=claimed.cancel_requested)
         except TimeoutError:
             await runner.interrupt_quietly()
             raise TaskFailed(f"the task ran longer than {settings.job_timeout_s:g}s (EASEL_JOB_TIMEOUT_S); "

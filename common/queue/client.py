@@ -244,7 +244,9 @@ class EaselClient:
                 place = places[task_id]
                 if raw is not None and place:
                     beyond[task_id] = (place, TaskMeta.model_validate_json(raw))
-        result = estimate(running, waiting, await self.live_workers(), await self._speed_table(), beyond=beyond)
+        workers, speeds = await self.registry.live(), await self.speeds.snapshot()  # fresh: ETAs follow the pool
+        self._live, self._speeds = (time.monotonic(), workers), (time.monotonic(), speeds)
+        result = estimate(running, waiting, workers, speeds, beyond=beyond)
         if task_ids is None:
             return result
         return {t: result[t] for t in task_ids if t in result}

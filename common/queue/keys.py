@@ -103,6 +103,11 @@ class Keys:
         return f"{self.prefix}passed"
 
     @property
+    def avoid(self) -> str:
+        """Hash: task id -> ``<worker>|<until ms>``: its last try failed there; others get the first chance."""
+        return f"{self.prefix}avoid"
+
+    @property
     def speeds(self) -> str:
         """Hash of moving averages of task speed (per worker, per checkpoint, load times)."""
         return f"{self.prefix}speeds"

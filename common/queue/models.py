@@ -28,7 +28,7 @@ class CancelOutcome(StrEnum):
 class TaskMeta(BaseModel):
     """What pickers, estimators and listings need to know about a waiting or running task (the ``meta`` hash).
 
-    The Lua scripts read and update it too (``lane``, ``key``, ``tries``, ``handbacks``, ``avoid``, ``worker``).
+    The Lua scripts read and update it too (``lane``, ``key``, ``tries``, ``handbacks``, ``worker``).
     """
 
     task_id: str
@@ -44,8 +44,6 @@ class TaskMeta(BaseModel):
     key: float = Field(default=0.0, description="Fair key: place in line (lower runs first).")
     tries: int = Field(default=0, description="Starts so far (a start handed back uncounted is given back).")
     handbacks: int = Field(default=0, description="Times a worker's generation server failed it (unreachable, hung).")
-    avoid: str | None = Field(default=None, description="Worker its last try failed on ...")
-    avoid_until: int | None = Field(default=None, description="... which others get the first chance until then.")
     worker: str | None = Field(default=None, description="Worker running it now.")
     started_ms: int | None = Field(default=None, description="When that worker started it.")
 

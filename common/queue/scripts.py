@@ -87,10 +87,11 @@ class QueueScripts:
 
     async def claim(self, *, worker: str, token: str, now_ms: int, lease_ms: int, lanes: list[str],
                     warm: list[str], policy: PickPolicy) -> ClaimReply:
+        warm_set = set(warm)
+        pairs = [value for lane in lanes for value in (lane, int(lane in warm_set))]
         reply = await self._claim(keys=[], args=[
-            self.keys.prefix, worker, token, now_ms, lease_ms, _json_list(lanes), _json_list(warm),
-            int(policy.affinity), policy.switch_margin, policy.max_pass_over_ms, policy.warm_stale_ms,
-            policy.idle_stale_ms, policy.fresh_ms,
+            self.keys.prefix, worker, token, now_ms, lease_ms, int(policy.affinity), policy.switch_margin,
+            policy.max_pass_over_ms, policy.warm_stale_ms, policy.idle_stale_ms, policy.fresh_ms, *pairs,
         ])
         version = int(reply[1])
         if int(reply[0]) == 0:

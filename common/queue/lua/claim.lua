@@ -1,15 +1,18 @@
 -- A worker picks and claims, atomically, the task it should run next; or registers as idle in its lanes.
--- ARGV: prefix, worker, token, now_ms, lease_ms, lanes JSON (those it can serve), warm JSON (lanes whose checkpoint
---       it has loaded), affinity 0/1, switch margin, max pass-over ms, warm stale ms, idle stale ms, fresh ms.
+-- ARGV: prefix, worker, token, now_ms, lease_ms, affinity 0/1, switch margin, max pass-over ms, warm stale ms,
+--       idle stale ms, fresh ms, then the lanes it can serve as pairs: lane, warm 0/1 (its checkpoint is loaded).
 -- Returns {0, lanes version} or {1, lanes version, id, meta JSON, arq payload or '', cancel requested 0/1}.
 -- Cost: a few commands per lane the worker serves; nothing here grows with the queue or the number of workers.
+-- Only the chosen task's metadata is decoded (JSON costs more than a command).
 local worker, token, now, lease = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
-local lanes, warm_list = cjson.decode(ARGV[6]), cjson.decode(ARGV[7])
-local affinity, margin, max_pass = ARGV[8] == '1', tonumber(ARGV[9]), tonumber(ARGV[10])
-local warm_stale, idle_stale, fresh = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+local affinity, margin, max_pass = ARGV[6] == '1', tonumber(ARGV[7]), tonumber(ARGV[8])
+local warm_stale, idle_stale, fresh = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 local version = tonumber(redis.call('GET', k('lanes-version')) or '0')
-local warm = {}
-for _, lane in ipairs(warm_list) do warm[lane] = true end
+local lanes, warm = {}, {}
+for i = 12, #ARGV, 2 do
+  lanes[#lanes + 1] = ARGV[i]
+  warm[ARGV[i]] = ARGV[i + 1] == '1'
+end
 
 -- 1. Leases that lapsed (a worker died or lost Redis): their tasks go back in line with their fair keys.
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('running'), '-inf', now, 'LIMIT', 0, 10)) do
@@ -36,11 +39,11 @@ for _, lane in ipairs(lanes) do
   local head = redis.call('ZRANGE', k('lane:' .. lane), 0, 1, 'WITHSCORES')
   for j = 1, #head, 2 do
     local id = head[j]
-    local meta = load_meta(id)
-    if not meta then
-      redis.call('ZREM', k('lane:' .. lane), id)  -- an index entry without its task: drop it
-    elseif not (meta.avoid == worker and now < (meta.avoid_until or 0)) then
-      cands[#cands + 1] = {lane = lane, id = id, key = tonumber(head[j + 1]), meta = meta, warm = warm[lane]}
+    local avoid = redis.call('HGET', k('avoid'), id)  -- "<worker>|<until ms>"
+    local who, till = nil, 0
+    if avoid then who, till = string.match(avoid, '^(.*)|(%d+)$') end
+    if not (who == worker and now < tonumber(till)) then
+      cands[#cands + 1] = {lane = lane, id = id, key = tonumber(head[j + 1]), warm = warm[lane]}
       break
     end
   end
@@ -51,7 +54,7 @@ if #cands == 0 then
   -- check and the registration are one atomic step). Unchanged registrations only refresh their scores.
   local names = {}
   for _, lane in ipairs(lanes) do names[#names + 1] = (warm[lane] and 'idle-warm:' or 'idle:') .. lane end
-  local encoded = cjson.encode(names)
+  local encoded = #names > 0 and cjson.encode(names) or '[]'
   if redis.call('HGET', k('idle-lanes'), worker) ~= encoded then
     forget_idle(worker)
     if #names > 0 then redis.call('HSET', k('idle-lanes'), worker, encoded) end
@@ -93,12 +96,18 @@ if affinity and #cands > 1 then
 end
 
 -- 5. Claim it: out of the waiting index, a lease with this worker's token, one more start counted.
-local c, meta = chosen, chosen.meta
+local c, meta = chosen, load_meta(chosen.id)
+if not meta then  -- an index entry without its task (cannot happen through these scripts): drop it, try again
+  redis.call('ZREM', k('lane:' .. c.lane), c.id)
+  redis.call('ZREM', k('waiting'), c.id)
+  return {0, version}
+end
 lane_remove(c.id, meta)
 redis.call('ZREM', k('waiting'), c.id)
 redis.call('SET', IN_PROGRESS .. c.id, token, 'PX', lease)
 redis.call('ZADD', k('running'), now + lease, c.id)
 redis.call('HDEL', k('passed'), c.id)
+redis.call('HDEL', k('avoid'), c.id)
 meta.tries = (meta.tries or 0) + 1
 meta.worker, meta.started_ms = worker, now
 save_meta(c.id, meta)

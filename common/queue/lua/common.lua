@@ -77,5 +77,6 @@ local function forget(id, meta)
   end
   redis.call('HDEL', k('meta'), id)
   redis.call('HDEL', k('passed'), id)
+  redis.call('HDEL', k('avoid'), id)
   redis.call('DEL', JOB .. id, IN_PROGRESS .. id, k('cancel:' .. id))
 end

@@ -12,7 +12,7 @@ local meta = load_meta(id)
 if not meta then return 1 end
 if ARGV[7] == '0' then meta.tries = math.max(0, (meta.tries or 1) - 1) end
 if ARGV[8] == '1' then meta.handbacks = (meta.handbacks or 0) + 1 end
-if avoid > 0 then meta.avoid, meta.avoid_until = worker, now + avoid end
+if avoid > 0 then redis.call('HSET', k('avoid'), id, worker .. '|' .. (now + avoid)) end
 meta.worker, meta.started_ms = nil, nil
 save_meta(id, meta)
 requeue(id, meta, now, defer, tonumber(ARGV[10]), worker)
