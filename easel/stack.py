@@ -63,6 +63,7 @@ class LocalStack:
         self.step_ms, self.load_ms, self.worker_count = step_ms, load_ms, workers
         self.worker_env = worker_env or {}
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
+        self.stubs: dict[str, subprocess.Popen[bytes]] = {}
         self.logs = Path(tempfile.mkdtemp(prefix="easel-stack-"))
         self.webui_urls: list[str] = []
         self.worker_names: list[str] = []
@@ -118,6 +119,7 @@ class LocalStack:
         url = f"http://127.0.0.1:{port}"
         _wait(lambda: httpx.get(f"{url}/internal/ping", timeout=1).is_success, f"stub WebUI {name}", process, log, 20)
         self.webui_urls.append(url)
+        self.stubs[name] = process
         return url
 
     def start_worker(self, name: str, webui_url: str) -> subprocess.Popen[bytes]:
