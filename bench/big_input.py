@@ -30,13 +30,18 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def used_memory(client: redis.Redis) -> int:
+    info: dict[str, int] = client.info("memory")  # type: ignore[assignment]
+    return int(info["used_memory"])
+
+
 def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="easel-big-"))
     image = folder / "big.png"
     Image.frombytes("RGB", (SIDE, SIDE), os.urandom(SIDE * SIDE * 3)).save(image)
     with LocalStack(embedded=True, workers=0) as stack:
         client = redis.Redis.from_url(stack.redis_url or "")
-        before = int(client.info("memory")["used_memory"])
+        before = used_memory(client)
         denoise = ",".join(f"{0.1 + i * 0.012:.3f}" for i in range(TASKS))
         env = {**os.environ, "REDIS_URL": stack.redis_url or "", "EASEL_REDIS_PREFIX": stack.prefix,
                "EASEL_DATA_DIR": str(folder / "data")}
@@ -54,7 +59,7 @@ def main() -> None:
         rss = peak_rss_mb(cli.pid)
         cli.terminate()
         cli.wait()
-        added = int(client.info("memory")["used_memory"]) - before
+        added = used_memory(client) - before
         blobs = len(list(client.scan_iter(match=f"{stack.prefix}blob:*")))
         client.close()
     print(json.dumps({"image_mb": round(image.stat().st_size / 2**20, 1), "tasks": TASKS,
