@@ -54,6 +54,7 @@ class PoolMember:
         self._lease_ms = int(settings.lease_s * 1000)
         self._lanes: dict[str, Requirements] = {}
         self._lanes_version = -1
+        self._served: tuple[object, tuple[list[str], list[str]]] | None = None  # (what it depends on, the answer)
 
     # --- lanes ---------------------------------------------------------------------------------------------
 
@@ -66,8 +67,12 @@ class PoolMember:
         self._lanes = {text(k): Requirements.model_validate_json(v) for k, v in lanes.items()}
 
     def lanes_for(self, info: WorkerInfo) -> tuple[list[str], list[str]]:
-        """(lanes this worker serves, those whose checkpoint it has loaded)."""
-        return split_lanes(info, self._lanes.items())
+        """(lanes this worker serves, those whose checkpoint it has loaded); recomputed only when they may change."""
+        basis = (self._lanes_version, info.loaded_checkpoint, tuple(c.title for c in info.checkpoints),
+                 tuple(info.loras), tuple(info.upscalers))
+        if self._served is None or self._served[0] != basis:
+            self._served = (basis, split_lanes(info, self._lanes.items()))
+        return self._served[1]
 
     # --- tasks ---------------------------------------------------------------------------------------------
 
