@@ -15,11 +15,12 @@ from contextlib import asynccontextmanager
 from enum import StrEnum
 from typing import Any
 
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis
 from arq.jobs import Job, JobStatus, serialize_job, serialize_result
 
 from common import serialization
 from common.availability import check_servable
+from common.connection import open_redis
 from common.errors import FailureCode, InvalidRequest, TaskFailed
 from common.events import EventStream, EventType, TaskEvent
 from common.keys import (
@@ -41,12 +42,7 @@ from common.tasks import JobRecord, Origin, TaskResult, TaskSpec, new_job_id, no
 
 async def connect_redis(settings: Settings) -> ArqRedis:
     """An arq pool with Easel's JSON serializer and the deployment's queue name."""
-    return await create_pool(
-        RedisSettings.from_dsn(settings.require_redis_url()),
-        job_serializer=serialization.serialize,
-        job_deserializer=serialization.deserialize,
-        default_queue_name=Keys(settings.redis_prefix).queue,
-    )
+    return await open_redis(settings)
 
 
 def resolve_seed(request: GenerationRequest) -> GenerationRequest:

@@ -6,14 +6,15 @@ Flags override the environment (``EASEL_*``, ``REDIS_URL``) and ``.env``; see RE
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
-from common.errors import EaselError, describe_validation_error
-from common.settings import SettingMissing, Settings
+from common.errors import EaselError, QueueUnreachable, describe_validation_error
+from common.settings import ConfigurationError, Settings
 
 
 def load_settings(**flags: Any) -> Settings:
@@ -80,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)
-    except SettingMissing as exc:
+    except (ConfigurationError, QueueUnreachable) as exc:  # a missing or wrong setting; Redis does not answer
         print(f"easel: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:
@@ -103,6 +104,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return drain(settings)
         from workers.worker import run
 
+        settings.require_webui_url()
+        _wait_for_redis(settings, "worker")
         run(settings)
         return 0
     if args.command in ("workers", "queue", "cancel"):
@@ -125,7 +128,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "bot":
         from bot.main import run as run_bot
 
-        run_bot(load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix))
+        settings = load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix)
+        settings.require_discord_token()
+        _wait_for_redis(settings, "bot")
+        run_bot(settings)
         return 0
     if args.command in ("sweep", "jobs"):
         from easel import jobs_cli
@@ -137,6 +143,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return demo(out=args.out, step_ms=args.step_ms)
     raise AssertionError(args.command)
+
+
+def _wait_for_redis(settings: Settings, what: str) -> None:
+    """Long-running commands start once Redis answers, waiting out an outage for EASEL_REDIS_OUTAGE_S."""
+    from common.connection import wait_for_redis
+
+    asyncio.run(wait_for_redis(settings, what))
 
 
 if __name__ == "__main__":

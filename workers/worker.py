@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from arq import Retry
-from arq.connections import RedisSettings
 from arq.worker import func
 
 from common import serialization
+from common.connection import redis_settings
 from common.errors import FailureCode, TaskFailed
 from common.events import EventStream, EventType, TaskEvent
 from common.keys import ARQ_RETRY_PREFIX, TASK_FUNCTION, Keys
@@ -281,7 +281,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
     base = {k: v for k, v in vars(WorkerSettings).items() if not k.startswith("_")}
     return {
         **base,
-        "redis_settings": RedisSettings.from_dsn(settings.require_redis_url()),
+        "redis_settings": redis_settings(settings),
         "queue_name": Keys(settings.redis_prefix).queue,
         "poll_delay": settings.worker_poll_s,
         "job_timeout": settings.job_timeout_s,
