@@ -28,6 +28,7 @@ from redis import exceptions as redis_errors
 from common import serialization
 from common.errors import QueueUnreachable
 from common.keys import Keys
+from common.models import text_problem
 from common.outage import Outage, is_outage
 from common.settings import ConfigurationError, Settings
 
@@ -47,6 +48,9 @@ class RedisUnreachable(QueueUnreachable):
 def redis_settings(settings: Settings) -> RedisSettings:
     """arq's connection settings from ``REDIS_URL`` and the TLS files; raises :class:`RedisConfigError`."""
     url = settings.require_redis_url()
+    problem = text_problem(url)
+    if problem is not None:
+        raise RedisConfigError(f"REDIS_URL: {problem}")
     try:
         parts = urlsplit(url.strip())
     except ValueError as exc:  # e.g. an unclosed IPv6 bracket

@@ -13,7 +13,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from common.errors import EaselError, QueueUnreachable, describe_validation_error
+from common.errors import EaselError, InvalidRequest, QueueUnreachable, describe_validation_error
+from common.models import text_problem
 from common.settings import ConfigurationError, Settings
 
 
@@ -77,9 +78,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Text from the command line that no request model checks (the models name their own fields), by its flag: a lone
+# surrogate (invalid UTF-8 in argv) or a control character is refused before it can reach Redis or the job store.
+_PLAIN_TEXT = {"owner": "--owner", "actor": "--as", "by": "--by", "ids": "ID", "id": "ID", "job": "JOB"}
+
+
+def _check_plain_text(args: argparse.Namespace) -> None:
+    for dest, flag in _PLAIN_TEXT.items():
+        value = getattr(args, dest, None)
+        for text in value if isinstance(value, list) else [value]:
+            problem = text_problem(text) if isinstance(text, str) else None
+            if problem is not None:
+                raise InvalidRequest([f"{flag}: {problem}"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_plain_text(args)
         return _dispatch(args)
     except (ConfigurationError, QueueUnreachable) as exc:  # a missing or wrong setting; Redis does not answer
         print(f"easel: {exc}", file=sys.stderr)

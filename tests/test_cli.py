@@ -140,6 +140,9 @@ def test_invalid_utf8_on_the_command_line_is_refused_with_one_line(redis_url: st
         (["sweep", b"a fox | a \xffwolf :: cfg=5,7"], "easel: sweep: contains a lone surrogate U+DCFF at position 11"),
         (["sweep", "a fox :: cfg=5,7", "--checkpoint", b"\x1b[31mred"],
          "easel: task 1 (cfg=5): checkpoint: contains a control character U+001B at position 1; remove it"),
+        (["submit", "a fox", "--owner", b"cli:\xe9ric"],
+         "easel: --owner: contains a lone surrogate U+DCE9 at position 5"),
+        (["cancel", b"0123\xff.0"], "easel: ID: contains a lone surrogate U+DCFF at position 5"),
     ]
     for args, expected in cases:
         done = easel(*args, env=env)  # type: ignore[arg-type]  # bytes reach argv as they are

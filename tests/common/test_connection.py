@@ -59,6 +59,7 @@ def test_tls_verifies_the_certificate_and_the_host_name(certificates: dict[str, 
         ("redis://h:6379/٣", {}, "REDIS_URL: the database '٣' is not a number"),  # an Arabic-Indic digit
         ("redis://[::1/0", {}, "REDIS_URL: cannot read it as a URL"),
         ("unix://", {}, "REDIS_URL: names no socket"),
+        ("redis://h\udce9:6379/0", {}, "REDIS_URL: contains a lone surrogate U+DCE9 at position 10"),
         ("127.0.0.1:6379", {}, "REDIS_URL: has no scheme"),
         ("localhost:6379", {}, "REDIS_URL: has no scheme"),
     ],
