@@ -22,6 +22,7 @@ from PIL import Image
 
 from common.queue import EaselClient
 from common.settings import Settings
+from easel.stack import forget_keys
 from webui_stub.engine import Engine, StubConfig
 from webui_stub.server import ENGINE, build_app
 from workers.main import Worker
@@ -43,11 +44,13 @@ _PREFIXES: set[str] = set()
 
 
 @pytest.fixture
-def prefix() -> str:
+def prefix(redis_url: str) -> Iterator[str]:
+    """This test's key prefix; every key under it is removed when the test ends (after the fixtures using it)."""
     value = f"test-{secrets.token_hex(6)}:"
     assert value not in _PREFIXES, "two tests got the same key prefix"
     _PREFIXES.add(value)
-    return value
+    yield value
+    forget_keys(redis_url, value)
 
 
 @pytest.fixture

@@ -12,11 +12,12 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis
 from arq.jobs import deserialize_result, serialize_job, serialize_result
 
 from common import serialization
 from common.availability import check_servable
+from common.connection import open_redis
 from common.errors import FailureCode, InvalidRequest, TaskFailed
 from common.events import EventStream, EventType, TaskEvent
 from common.limits import SEED_MAX, Limits
@@ -37,21 +38,9 @@ from common.tasks import JobRecord, Origin, TaskResult, TaskSpec, new_job_id, no
 SNAPSHOT_S = 2.0  # live workers and speeds are re-read at most this often per client (a submit stays cheap)
 
 
-SOCKET_TIMEOUT_S = 10.0  # a reply that takes this long is a dead path (no blocking read here waits longer)
-
-
 async def connect_redis(settings: Settings) -> ArqRedis:
-    """An arq pool with Easel's JSON serializer; its sockets time out, so a silently dead link is noticed."""
-    redis = await create_pool(
-        RedisSettings.from_dsn(settings.require_redis_url()),
-        job_serializer=serialization.serialize,
-        job_deserializer=serialization.deserialize,
-        default_queue_name=Keys(settings.redis_prefix).waiting,
-    )
-    redis.connection_pool.connection_kwargs.update(socket_timeout=SOCKET_TIMEOUT_S, socket_keepalive=True,
-                                                   health_check_interval=30)
-    await redis.connection_pool.disconnect()  # the connection made for the first PING had no timeout
-    return redis
+    """An arq pool with Easel's JSON serializer (see :func:`common.connection.open_redis`)."""
+    return await open_redis(settings)
 
 
 def resolve_seed(request: GenerationRequest) -> GenerationRequest:
