@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import redis
-from common.queue.keys import Keys
 
 from common.images import read_infotext
 from common.infotext import parse_infotext
+from common.queue.keys import Keys
 from easel.stack import LocalStack
 
 

@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 import pytest
 from arq.jobs import deserialize_job, serialize_job
-from common.queue.keys import TASK_FUNCTION
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -22,6 +21,7 @@ from common.images import read_infotext, with_infotext
 from common.infotext import parse_infotext
 from common.limits import Limits
 from common.models import GenerationRequest, Img2ImgRequest, Txt2ImgRequest, UpscaleRequest
+from common.queue.keys import TASK_FUNCTION
 from common.tasks import TaskSpec
 from tests.conftest import png_bytes
 from webui_stub.infotext import format_infotext
