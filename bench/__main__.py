@@ -1,4 +1,7 @@
-"""``python -m bench [--json]``: the worker pool against its targets, and plain arq measured in the same run."""
+"""``python -m bench [--json]``: the worker pool against its targets, and plain arq measured in the same run.
+
+``python -m bench --scale [--json] [--depths 1000,10000]``: the queue at community scale (see bench/scale.py).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import scenarios
+from bench import scale, scenarios
 
 TARGETS = {
     "pickup_p50_ms": ("<=", 10),
@@ -75,11 +78,51 @@ def show(figures: dict[str, Any], seconds: float) -> None:
                     "its redelivery is read off the in-progress key's TTL (waiting it out takes over 5 minutes).")
 
 
+SCALE_COLUMNS = (
+    ("depth", "depth"), ("workers", "workers"), ("pick_calls", "calls/pick"), ("pick_cpu_us", "cpu us/pick"),
+    ("pick_p50_ms", "pick p50 ms"), ("pick_p99_ms", "pick p99 ms"), ("submit_calls", "calls/submit"),
+    ("submit_cpu_us", "cpu us/submit"), ("submit_p50_ms", "submit p50 ms"), ("load_pick_p50_ms", "loaded pick p50"),
+    ("load_pick_p99_ms", "loaded pick p99"), ("cpu_per_task_ms", "cpu ms/task"), ("redis_cpu_pct", "redis cpu %"),
+    ("tasks_per_s", "tasks/s"), ("ideal_tasks_per_s", "ideal/s"), ("bytes_per_task", "bytes/task"),
+    ("starved", "starved"), ("misreported", "misreported"),
+)
+
+
+def show_scale(figures: dict[str, Any], seconds: float) -> None:
+    console = Console()
+    for title, rows in (("Easel", figures["easel"]), ("plain arq, same server build", figures["arq"])):
+        table = Table(title=f"{title} at scale ({seconds:.0f} s)")
+        columns = [(key, name) for key, name in SCALE_COLUMNS if any(key in row for row in rows)]
+        for _, name in columns:
+            table.add_column(name, justify="right")
+        for row in rows:
+            table.add_row(*(_cell(row.get(key)) for key, _ in columns))
+        console.print(table)
+    for check, ok in figures["checks"].items():
+        console.print(f"{check}: {'[green]ok[/]' if ok else '[red]MISSED[/]'}")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON object with the figures")
+    parser.add_argument("--scale", action="store_true", help="the scale run instead of the pool benchmark")
+    parser.add_argument("--depths", default=",".join(str(d) for d in scale.DEPTHS),
+                        help="with --scale: queue depths to measure (default 1000,10000,100000)")
     args = parser.parse_args()
     started = time.monotonic()
+    if args.scale:
+        results = asyncio.run(scale.measure(tuple(int(d) for d in args.depths.split(","))))
+        if args.json:
+            print(json.dumps(results))
+        else:
+            show_scale(results, time.monotonic() - started)
+        return 0 if all(results["checks"].values()) else 1
     figures = asyncio.run(measure())
     if args.json:
         print(json.dumps(figures))

@@ -100,4 +100,5 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> list[st
 _WRAPPERS = {"request", "txt2img", "img2img", "upscale"}
 
 # Error types raised by Easel's own validators: their messages already say what was received.
-_OWN_MESSAGES = {"out_of_range", "bad_size", "bad_prompt", "bad_image", "over_limit", "bad_sweep", "bad_choice"}
+_OWN_MESSAGES = {"out_of_range", "bad_size", "bad_prompt", "bad_image", "over_limit", "bad_sweep", "bad_choice",
+                 "bad_text"}

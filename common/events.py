@@ -3,6 +3,10 @@
 Workers publish ``started``, ``progress``, ``finished`` and ``failed``; the submitting front end publishes ``queued``.
 Consumers read the stream with a blocking XREAD from the id they last saw, so nothing is polled per task and a
 consumer that remembers its last id loses nothing across a restart.
+
+Entries stay small: a progress preview (a JPEG) never goes into the stream; the worker keeps the latest one per task
+under a short-lived key (:meth:`EventStream.set_preview`) and the event only says that one is there. The stream is
+trimmed by length (``EASEL_EVENTS_MAXLEN``) and by age (``EASEL_EVENTS_MAX_AGE_S``).
 """
 
 from __future__ import annotations
@@ -11,10 +15,10 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
-from common.keys import Keys
-from common.models import ImageBytes
+from common.queue.keys import Keys
 from common.tasks import now_ms
 
 _FIELD = b"e"
@@ -47,24 +51,47 @@ class TaskEvent(BaseModel):
     steps: int | None = Field(default=None, description="Sampling steps in all (progress).")
     progress: float | None = Field(default=None, description="Fraction done, 0-1 (progress).")
     eta_s: float | None = Field(default=None, description="The WebUI's estimate of time left (progress).")
-    preview: ImageBytes | None = Field(default=None, description="Small JPEG of the image so far (progress).")
+    has_preview: bool | None = Field(default=None, description="A preview of the image so far is stored (progress).")
     message: str | None = Field(default=None, description="Failure reason or note, in words for the user.")
     code: str | None = Field(default=None, description="FailureCode of a failure.")
 
 
-class EventStream:
-    """Publish to and read from the deployment's event stream."""
+PREVIEW_TTL_S = 120  # a preview outlives a stalled generation's last progress by this much
+TRIM_EVERY = 64  # publishes between two trims by age
 
-    def __init__(self, redis: Redis, keys: Keys, *, maxlen: int = 100_000) -> None:
+
+class EventStream:
+    """Publish to and read from the deployment's event stream, and keep the latest preview of each task."""
+
+    def __init__(self, redis: Redis, keys: Keys, *, maxlen: int = 100_000, max_age_s: float = 86_400) -> None:
         self._redis = redis
+        self._keys = keys
         self._key = keys.events
         self._maxlen = maxlen
+        self._max_age_ms = int(max_age_s * 1000)
+        self._published = 0
+
+    def add_to(self, pipe: Pipeline, event: TaskEvent) -> None:
+        """Queue the XADD of ``event`` on a pipeline (several events in one round trip)."""
+        pipe.xadd(self._key, {_FIELD: event.model_dump_json(exclude_none=True)}, maxlen=self._maxlen,
+                  approximate=True)
+        self._published += 1
+        if self._published % TRIM_EVERY == 0:
+            pipe.xtrim(self._key, minid=f"{now_ms() - self._max_age_ms}-0", approximate=True)
 
     async def publish(self, event: TaskEvent) -> str:
-        entry_id = await self._redis.xadd(
-            self._key, {_FIELD: event.model_dump_json(exclude_none=True)}, maxlen=self._maxlen, approximate=True
-        )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            self.add_to(pipe, event)
+            entry_id = (await pipe.execute())[0]
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+    async def set_preview(self, task_id: str, jpeg: bytes) -> None:
+        await self._redis.set(self._keys.preview(task_id), jpeg, ex=PREVIEW_TTL_S)
+
+    async def preview(self, task_id: str) -> bytes | None:
+        """The latest preview of a running task (None once it ended, or if none was made)."""
+        data = await self._redis.get(self._keys.preview(task_id))
+        return bytes(data) if data is not None else None
 
     async def last_id(self) -> str:
         """The id of the newest entry ("0-0" when empty): read after it to see only what comes next."""

@@ -26,8 +26,25 @@ class ImageInfo:
     height: int
 
 
+_RECENT: list[tuple[bytes, int, int, ImageInfo]] = []  # the last few images inspected (held, so ids stay valid)
+_RECENT_SIZE = 4
+
+
 def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
-    """Decode ``data`` fully (so truncation shows) after checking its declared size; raise :class:`BadImage`."""
+    """Decode ``data`` fully (so truncation shows) after checking its declared size; raise :class:`BadImage`.
+
+    A sweep validates the same init image once per task: the same bytes object is decoded only once.
+    """
+    for seen, seen_bytes, seen_pixels, info in _RECENT:
+        if seen is data and seen_bytes == max_bytes and seen_pixels == max_pixels:
+            return info
+    info = _inspect(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    _RECENT.insert(0, (data, max_bytes, max_pixels, info))
+    del _RECENT[_RECENT_SIZE:]
+    return info
+
+
+def _inspect(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
     if not data:
         raise BadImage("the image is empty")
     if len(data) > max_bytes:

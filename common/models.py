@@ -13,6 +13,7 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -52,6 +53,34 @@ ImageBytes = Annotated[
     PlainSerializer(lambda data: base64.b64encode(data).decode("ascii"), return_type=str, when_used="json"),
 ]
 """Raw image bytes in Python; base64 text in JSON (arq payloads, results)."""
+
+# C0 controls but tab, newline and carriage return; DEL; C1 controls; lone surrogates (what invalid UTF-8 becomes
+# under surrogateescape, e.g. on a command line). A surrogate cannot be encoded for the WebUI or a PNG text chunk,
+# and control characters corrupt infotext (NUL ends a PNG text chunk).
+_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def text_problem(value: str) -> str | None:
+    """What is wrong with free text (``contains ... at position N; remove it``), or None if it is clean."""
+    match = _FORBIDDEN.search(value)
+    if match is None:
+        return None
+    char, position = match.group(), match.start() + 1
+    if "\ud800" <= char <= "\udfff":
+        return (f"contains a lone surrogate U+{ord(char):04X} at position {position} (invalid UTF-8, e.g. from a "
+                "command line); remove it or fix the text's encoding")
+    return f"contains a control character U+{ord(char):04X} at position {position}; remove it"
+
+
+def _clean_text(value: str) -> str:
+    problem = text_problem(value)
+    if problem is not None:
+        raise PydanticCustomError("bad_text", "{problem}", {"problem": problem})
+    return value
+
+
+Text = Annotated[str, AfterValidator(_clean_text)]
+"""Free text a user typed (prompts, names, labels): refused if it holds a control character or a lone surrogate."""
 
 LORA_TAG = re.compile(r"<(?:lora|lyco):([^:>]+)((?::[^:>]*)*)>")
 
@@ -105,7 +134,7 @@ class HiresFix(StrictModel):
     """A1111's hires fix: a second img2img pass at ``scale`` times the first-pass size."""
 
     scale: float = Field(default=2.0, description="Factor of the second pass, 1-4.")
-    upscaler: str | None = Field(default=None, description="Upscaler for the second pass; None = Latent.")
+    upscaler: Text | None = Field(default=None, description="Upscaler for the second pass; None = Latent.")
     denoising_strength: float = Field(default=0.5, description="How much the second pass may change, 0-1.")
     second_pass_steps: int = Field(default=0, description="Steps of the second pass; 0 = same as steps.")
 
@@ -128,11 +157,11 @@ class HiresFix(StrictModel):
 class GenerationParams(StrictModel):
     """Fields shared by txt2img and img2img."""
 
-    prompt: str = Field(description="What to draw; may hold <lora:name:weight> tags.")
-    negative_prompt: str = Field(default="", description="What to avoid.")
-    checkpoint: str | None = Field(default=None, description="Checkpoint (title, name or hash); None = any.")
-    sampler: str = Field(default="Euler a", description="Sampler name as the WebUI lists it.")
-    scheduler: str | None = Field(default=None, description="Schedule type; None = the sampler's default.")
+    prompt: Text = Field(description="What to draw; may hold <lora:name:weight> tags.")
+    negative_prompt: Text = Field(default="", description="What to avoid.")
+    checkpoint: Text | None = Field(default=None, description="Checkpoint (title, name or hash); None = any.")
+    sampler: Text = Field(default="Euler a", description="Sampler name as the WebUI lists it.")
+    scheduler: Text | None = Field(default=None, description="Schedule type; None = the sampler's default.")
     steps: int = Field(default=20, description="Sampling steps.")
     cfg_scale: float = Field(default=7.0, description="Classifier-free guidance scale, 1-30.")
     width: int = Field(default=512, description="Width in pixels, a multiple of 8.")
@@ -295,7 +324,7 @@ class UpscaleRequest(StrictModel):
 
     kind: Literal["upscale"] = "upscale"
     image: ImageBytes = Field(description="The image to enlarge.")
-    upscaler: str = Field(default="R-ESRGAN 4x+", description="Upscaler name as the WebUI lists it.")
+    upscaler: Text = Field(default="R-ESRGAN 4x+", description="Upscaler name as the WebUI lists it.")
     scale: float = Field(default=2.0, description="Enlargement factor.")
 
     @field_validator("image")

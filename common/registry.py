@@ -14,7 +14,7 @@ from pathlib import PurePath
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
-from common.keys import Keys
+from common.queue.keys import Keys
 
 
 class WorkerState(StrEnum):

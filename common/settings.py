@@ -15,7 +15,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from common.limits import DEFAULT_LIMITS, Limits
 
 
-class SettingMissing(RuntimeError):
+class ConfigurationError(RuntimeError):
+    """A setting is missing or wrong; the message names the variable and says what to change."""
+
+
+class SettingMissing(ConfigurationError):
     """A setting an entry point needs is not set; the message names the variable and the flag."""
 
 
@@ -37,9 +41,22 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
         description="Prefix of every Easel key and queue name, so deployments or tests can share one server.",
     )
+    redis_ca_file: str | None = Field(
+        default=None, description="rediss:// only: CA certificate(s) (PEM) that signed the server's certificate; "
+        "default: the system's trusted CAs. The server's host name is always checked against its certificate.",
+    )
+    redis_cert_file: str | None = Field(
+        default=None, description="rediss:// only: client certificate (PEM), for a server that requires one.",
+    )
+    redis_key_file: str | None = Field(
+        default=None, description="rediss:// only: the client certificate's private key (PEM).",
+    )
     job_timeout_s: float = Field(default=900, gt=0, description="Longest a single task may run on a worker.")
     result_ttl_s: int = Field(default=7 * 24 * 3600, gt=0, description="How long task results stay in Redis.")
     events_maxlen: int = Field(default=100_000, ge=1000, description="Approximate length cap of the event stream.")
+    events_max_age_s: float = Field(
+        default=86_400, ge=60, description="Events older than this are trimmed from the stream."
+    )
     redis_outage_s: float = Field(
         default=300, ge=0,
         description="How long workers, the bot and followers wait out a Redis outage before giving up.",

@@ -24,7 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from common.errors import InvalidRequest
 from common.limits import Limits
-from common.models import LORA_TAG, GenerationRequest
+from common.models import LORA_TAG, GenerationRequest, text_problem
 
 _REQUEST = TypeAdapter(GenerationRequest)
 
@@ -92,6 +92,15 @@ class Axis:
                 target = child
             target[leaf] = value
 
+    @property
+    def fields(self) -> tuple[tuple[str, ...], ...]:
+        """The request fields this axis sets (two axes that share one would silently override each other)."""
+        if self.name == "size":
+            return ("width",), ("height",)
+        if self.name.startswith("lora:"):
+            return (("prompt", "lora", self.name[5:]),)
+        return (AXES[self.name],)
+
 
 def set_lora_weight(prompt: str, name: str, weight: str) -> str:
     """Set (or add) ``<lora:name:weight>`` in a prompt."""
@@ -102,8 +111,26 @@ def set_lora_weight(prompt: str, name: str, weight: str) -> str:
     return f"{prompt}, {tag}" if prompt else tag
 
 
+def _refuse_overlap(text: str, column: int, axis: Axis, earlier: Sequence[Axis]) -> None:
+    for other in earlier:
+        if other.name == axis.name:
+            raise SweepSyntaxError(text, column, f"'{axis.name}' is given twice; list all its values once")
+        shared = [".".join(path) for path in axis.fields if path in other.fields]
+        if shared:
+            raise SweepSyntaxError(
+                text, column, f"'{axis.name}' and '{other.name}' both set {' and '.join(shared)}; keep one of them"
+            )
+
+
+def _check_text(text: str) -> None:
+    problem = text_problem(text)
+    if problem is not None:
+        raise InvalidRequest([f"sweep: {problem}"])
+
+
 def parse_axes(text: str) -> list[Axis]:
     """Parse ``name=v1,v2 ...``; raise :class:`SweepSyntaxError` pointing at the first problem."""
+    _check_text(text)
     axes: list[Axis] = []
     pos = 0
     while pos < len(text):
@@ -117,10 +144,10 @@ def parse_axes(text: str) -> list[Axis]:
         if name not in AXES and name != "size" and not name.startswith("lora:"):
             known = ", ".join([*AXES, *SPECIAL_AXES])
             raise SweepSyntaxError(text, match.start(1), f"unknown parameter '{name}'; known: {known}")
-        if any(axis.name == name for axis in axes):
-            raise SweepSyntaxError(text, match.start(1), f"'{name}' is given twice; list all its values once")
         values = tuple(m.group(1) if m.group(1) is not None else m.group(2) for m in _VALUE.finditer(match.group(2)))
-        axes.append(Axis(name, values))
+        axis = Axis(name, values)
+        _refuse_overlap(text, match.start(1), axis, axes)
+        axes.append(axis)
         pos = match.end()
         if pos < len(text) and not text[pos].isspace():
             raise SweepSyntaxError(text, pos, "expected a space before the next name=value")
@@ -132,6 +159,7 @@ AXES_MARK = "::"
 
 def parse_spec(text: str) -> tuple[list[str], list[Axis]]:
     """``prompt | prompt :: axes`` -> (prompts, axes); raises :class:`SweepSyntaxError` with the column."""
+    _check_text(text)
     cut = text.find(AXES_MARK)
     prompt_part, axes_part = (text, "") if cut < 0 else (text[:cut], text[cut + len(AXES_MARK):])
     prompts = _split_prompts(prompt_part, text)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from common.models import GenerationRequest, ImageBytes
+from common.models import GenerationRequest, ImageBytes, Text
 
 
 def new_job_id() -> str:
@@ -44,7 +44,7 @@ class TaskSpec(BaseModel):
     job_id: str = Field(description="The job this task belongs to.")
     index: int = Field(ge=0, description="Position of the task within its job.")
     owner: str = Field(description="Who asked for it (e.g. `discord:<user id>` or `cli:<user>`).")
-    label: str = Field(default="", description="What distinguishes this task within a sweep, e.g. `cfg=5`.")
+    label: Text = Field(default="", description="What distinguishes this task within a sweep, e.g. `cfg=5`.")
     request: GenerationRequest = Field(description="What to generate.")
     submitted_ms: int = Field(default_factory=now_ms, description="Submit time, epoch milliseconds.")
 

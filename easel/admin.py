@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from common.errors import InvalidRequest
-from common.queue import EaselClient
+from common.queue import EaselClient, messages
 from common.settings import Settings
 
 
@@ -96,7 +96,7 @@ async def _drain(settings: Settings) -> int:
         if settings.worker_name not in names:
             print(f"easel: no live worker is named {settings.worker_name!r}; live: {', '.join(names) or 'none'}")
             return 1
-        await client.redis.publish(client.keys.control, json.dumps({"drain": settings.worker_name}))
+        await client.tell(settings.worker_name, messages.Drain())
     print(f"{settings.worker_name}: draining (finishes its current task, takes no more, then stops)")
     return 0
 

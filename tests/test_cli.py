@@ -16,7 +16,7 @@ import redis
 
 from common.images import read_infotext
 from common.infotext import parse_infotext
-from common.keys import Keys
+from common.queue.keys import Keys
 from easel.stack import LocalStack
 from tests.conftest import RestartableRedis
 
@@ -197,3 +197,30 @@ def wait_for(check: Callable[[], bool], what: str, limit_s: float = 30) -> None:
                 return
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting until {what}")
+
+
+def test_invalid_utf8_on_the_command_line_is_refused_with_one_line(redis_url: str, prefix: str,
+                                                                   tmp_path: Path) -> None:
+    env = {"REDIS_URL": redis_url, "EASEL_REDIS_PREFIX": prefix, "EASEL_DATA_DIR": str(tmp_path)}
+    cases: list[tuple[list[str | bytes], str]] = [
+        (["submit", b"a\xff b", "--steps", "5"], "easel: prompt: contains a lone surrogate U+DCFF at position 2"),
+        (["submit", "a fox", "--negative", b"blurry\x01"], "easel: negative_prompt: contains a control character "
+                                                            "U+0001 at position 7; remove it"),
+        (["submit", "a fox", "--sweep", b'sampler="Euler\xc3"'], "easel: sweep: contains a lone surrogate U+DCC3"),
+        (["sweep", b"a fox | a \xffwolf :: cfg=5,7"], "easel: sweep: contains a lone surrogate U+DCFF at position 11"),
+        (["sweep", "a fox :: cfg=5,7", "--checkpoint", b"\x1b[31mred"],
+         "easel: task 1 (cfg=5): checkpoint: contains a control character U+001B at position 1; remove it"),
+        (["submit", "a fox", "--owner", b"cli:\xe9ric"],
+         "easel: --owner: contains a lone surrogate U+DCE9 at position 5"),
+        (["cancel", b"0123\xff.0"], "easel: ID: contains a lone surrogate U+DCFF at position 5"),
+    ]
+    for args, expected in cases:
+        done = easel(*args, env=env)  # type: ignore[arg-type]  # bytes reach argv as they are
+        assert done.returncode == 1, (args, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr and done.stderr.splitlines() == [done.stderr.strip()], done.stderr
+        assert done.stderr.startswith(expected), (args, done.stderr)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert client.zcard(Keys(prefix).waiting) == 0 and client.zcard(Keys(prefix).running) == 0  # nothing queued
+    finally:
+        client.close()

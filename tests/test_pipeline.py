@@ -11,10 +11,10 @@ import pytest
 from common.errors import FailureCode, InvalidRequest, NotAvailable, TaskFailed
 from common.events import EventType
 from common.infotext import parse_infotext
-from common.keys import Keys
 from common.models import Img2ImgRequest, Txt2ImgRequest, UpscaleRequest
 from common.outage import Outage
 from common.queue import EaselClient
+from common.queue.keys import Keys
 from common.sweep import expand, parse_axes
 from common.tasks import JobRecord, Origin
 from jobs.models import LiveJob, TaskStatus
@@ -244,4 +244,4 @@ async def test_progress_events_reach_the_watcher(client: EaselClient, start_stub
 async def test_keys_live_under_the_prefix(client: EaselClient, prefix: str) -> None:
     await client.submit("cli:test", CLI, [Txt2ImgRequest(prompt="x")])
     keys = Keys(prefix)
-    assert await client.redis.exists(keys.queue, keys.events) == 2
+    assert await client.redis.exists(keys.waiting, keys.lane("any"), keys.meta, keys.events) == 4

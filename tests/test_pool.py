@@ -12,7 +12,7 @@ import pytest
 from common.errors import FailureCode, InvalidRequest, TaskFailed
 from common.events import EventConsumer, EventType, TaskEvent
 from common.models import Txt2ImgRequest
-from common.queue import CancelOutcome, EaselClient
+from common.queue import CancelOutcome, EaselClient, messages
 from common.registry import WorkerState
 from common.settings import Settings
 from common.tasks import Origin, TaskResult
@@ -235,7 +235,7 @@ async def test_estimates_follow_positions_and_measured_speed(
         await result_of(client, task_id)
     speeds = await client.speeds.snapshot()
     assert "txt2img:w:test-gpu" in speeds.values  # measured, not a constant
-    await client.redis.publish(client.keys.control, '{"drain": "test-gpu"}')  # the worker stops taking tasks
+    await client.tell("test-gpu", messages.Drain())  # the worker stops taking tasks
     await asyncio.sleep(0.3)
     queued = await client.submit("u:b", CLI, [small(10 + i, steps=10) for i in range(3)])
     positions = await client.positions(queued.task_ids)

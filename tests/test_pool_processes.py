@@ -8,14 +8,16 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
+import httpx
 import pytest
 
 from common.errors import FailureCode, TaskFailed
 from common.events import EventType, TaskEvent
 from common.models import Txt2ImgRequest
 from common.queue import EaselClient
+from common.registry import WorkerState
 from common.tasks import Origin, TaskResult
 from easel.stack import LocalStack
 
@@ -134,14 +136,34 @@ def easel(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
                           env={**os.environ, "COLUMNS": "200", **env})
 
 
+async def hold(stack: LocalStack, on: bool) -> None:
+    """Pause (or let go on) the generations of the first stub WebUI: a running task stays running while held."""
+    async with httpx.AsyncClient() as http:
+        (await (http.post if on else http.delete)(f"{stack.webui_urls[0]}/stub/hold")).raise_for_status()
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, limit_s: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + limit_s
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, f"still waiting for {what} after {limit_s}s"
+        await asyncio.sleep(0.05)
+
+
 async def test_drain_finishes_the_current_task_and_takes_no_more(pool: tuple[LocalStack, EaselClient]) -> None:
     stack, client = pool
     env = {"REDIS_URL": stack.redis_url or "", "EASEL_REDIS_PREFIX": stack.prefix}
+    await hold(stack, True)  # the first task runs until the drain has arrived, however long the CLI takes to start
     record = await client.submit("u:a", CLI, [task(1, steps=30), task(2, steps=5)])
     first, second = record.task_ids
     await wait_event(client, first, EventType.STARTED)
     done = await asyncio.to_thread(easel, "worker", "--drain", "--name", "gpu0", env=env)
     assert done.returncode == 0 and "gpu0: draining" in done.stdout
+
+    async def draining() -> bool:
+        return any(w.name == "gpu0" and w.state == WorkerState.DRAINING for w in await client.registry.live())
+
+    await until(draining, "gpu0 to say it is draining")
+    await hold(stack, False)
     assert isinstance(await outcome(client, first), TaskResult)
     assert await asyncio.to_thread(stack.workers["gpu0"].wait, 10) == 0
     assert (await client.positions([second]))[second] == 1
@@ -158,10 +180,14 @@ async def test_registry_and_queue_from_the_command_line(pool: tuple[LocalStack, 
     assert set(workers) == {"gpu0", "gpu1"}
     assert workers["gpu0"]["state"] == "idle" and len(workers["gpu0"]["checkpoints"]) == 3
 
-    stack.kill_worker("gpu1")  # missed heartbeats: gone after the TTL
-    await asyncio.sleep(2.0)  # EASEL_WORKER_TTL_S=1.5
-    assert [w.name for w in await client.registry.live()] == ["gpu0"]
+    stack.kill_worker("gpu1")  # missed heartbeats: gone after the TTL (EASEL_WORKER_TTL_S=1.5)
 
+    async def only_gpu0() -> bool:
+        return [w.name for w in await client.registry.live()] == ["gpu0"]
+
+    await until(only_gpu0, "gpu1 to leave the registry")
+
+    await hold(stack, True)  # the first task keeps running while the CLI (1-2 s to start) looks at the queue
     record = await client.submit("u:a", CLI, [task(i, steps=40) for i in range(3)])
     await wait_event(client, record.task_ids[0], EventType.STARTED)
     shown = await asyncio.to_thread(easel, "queue", "--json", env=env)
@@ -172,4 +198,6 @@ async def test_registry_and_queue_from_the_command_line(pool: tuple[LocalStack, 
     table = await asyncio.to_thread(easel, "queue", env=env)
     assert "running" in table.stdout and record.task_ids[2] in table.stdout
     cancelled = await asyncio.to_thread(easel, "cancel", record.job_id, env=env)
+    assert f"{record.task_ids[0]}: running" in cancelled.stdout  # interrupted on its WebUI, held or not
     assert f"{record.task_ids[2]}: removed" in cancelled.stdout
+    await hold(stack, False)

@@ -83,6 +83,7 @@ class Engine:
         self.state = State()
         self.stats = Stats()
         self.loaded: str = config.checkpoint
+        self.holding = False  # tests: generations pause after their first step until released (or interrupted)
         self.options: dict[str, Any] = {
             "sd_model_checkpoint": config.checkpoint,
             "sd_vae": "Automatic",
@@ -240,6 +241,8 @@ class Engine:
         every = int(self.options["show_progress_every_n_steps"])
         for step in range(1, steps + 1):
             await asyncio.sleep(self.config.step_ms / 1000)
+            while self.holding and step > 1 and not state.interrupted:  # noqa: ASYNC110 (interrupt sets no event)
+                await asyncio.sleep(0.01)
             if state.interrupted:
                 return False
             state.sampling_step = step

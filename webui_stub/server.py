@@ -3,7 +3,8 @@
 Fault switches (``POST /stub/faults {"mode": ..., "count": n}``) make the next n generation requests answer
 500 out-of-memory (``oom``), 500 RuntimeError (``error``), 422 validation (``reject``), never answer (``hang``),
 drop the connection (``drop``) or send a body that is not JSON (``malformed``). ``count`` -1 keeps the fault on
-until cleared.
+until cleared. ``POST /stub/hold`` pauses generations after their first step (a test can look at a running task for
+as long as it needs); ``DELETE /stub/hold`` lets them go on. An interrupt still ends a held generation.
 """
 
 from __future__ import annotations
@@ -178,6 +179,14 @@ async def clear_faults(request: web.Request) -> web.Response:
     return _json({})
 
 
+def hold(on: bool) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        request.app[ENGINE].holding = on
+        return _json({"holding": on})
+
+    return handler
+
+
 async def stats(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     return _json({
@@ -185,6 +194,7 @@ async def stats(request: web.Request) -> web.Response:
         "busy_s": engine.stats.busy_s,
         "loads": engine.stats.loads,
         "loaded": engine.loaded,
+        "holding": engine.holding,
         "window_s": (engine.stats.last_end or 0) - (engine.stats.first_start or 0),
     })
 
@@ -213,6 +223,8 @@ def build_app(config: StubConfig | None = None) -> web.Application:
         web.post("/stub/faults", set_fault),
         web.delete("/stub/faults", clear_faults),
         web.get("/stub/stats", stats),
+        web.post("/stub/hold", hold(True)),
+        web.delete("/stub/hold", hold(False)),
     ])
     return app
 

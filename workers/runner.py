@@ -2,6 +2,9 @@
 
 Cancelling interrupts the WebUI (A1111 then answers with what it made so far) and the task ends as cancelled.
 Out of memory on a batch is retried once as two half batches (same seeds), then fails with the backend's words.
+A generation whose progress does not move for ``stall_s`` is interrupted and reported as :class:`BackendStalled`
+(the worker hands it back), instead of waiting for the read timeout. Progress, previews and speeds are best effort:
+a Redis outage while a generation runs costs some progress events, never the generation.
 """
 
 from __future__ import annotations
@@ -15,27 +18,31 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from PIL import Image
-from redis.asyncio import Redis
 
 from common.errors import FailureCode, TaskFailed
-from common.events import EventStream, EventType, TaskEvent
-from common.keys import Keys
+from common.events import EventType, TaskEvent
 from common.models import Img2ImgRequest, Txt2ImgRequest, UpscaleRequest
+from common.outage import bounded, is_outage
+from common.queue.fairness import work_of
 from common.registry import WorkerInfo, WorkerState
-from common.scheduling import Speeds, work_of
 from common.tasks import ImageOut, TaskResult, TaskSpec, now_ms
 from workers import payloads
+from workers.source import TaskSource
 from workers.webui.client import WebUIClient
-from workers.webui.errors import OutOfMemory, WebUIError
+from workers.webui.errors import BackendTimeout, OutOfMemory, WebUIError
 from workers.webui.models import GenerationResponse
 
 log = logging.getLogger(__name__)
 
-PREVIEW_SIDE = 256  # progress previews are shrunk to this, so the event stream stays small
+PREVIEW_SIDE = 256  # progress previews are shrunk to this
 
 
 class CheckpointMissing(Exception):
     """This worker's WebUI does not have the task's checkpoint (another worker may)."""
+
+
+class BackendStalled(BackendTimeout):
+    """The generation made no progress for ``stall_s``; it was interrupted."""
 
 
 class TaskRunner:
@@ -44,47 +51,36 @@ class TaskRunner:
     def __init__(
         self,
         webui: WebUIClient,
-        redis: Redis,
-        keys: Keys,
+        source: TaskSource,
         info: WorkerInfo,
         *,
         progress_interval_s: float = 0.5,
+        stall_s: float = 120.0,
         on_state: Callable[[], Awaitable[None]] | None = None,
-        events_maxlen: int = 100_000,
     ) -> None:
         self.webui = webui
-        self.redis = redis
-        self.keys = keys
-        self.events = EventStream(redis, keys, maxlen=events_maxlen)
-        self.speeds = Speeds(redis, keys)
+        self.source = source
         self.info = info
         self.progress_interval_s = progress_interval_s
+        self.stall_s = stall_s
         self._on_state = on_state
         self._cancelled: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
 
-    async def run(self, spec: TaskSpec) -> TaskResult:
+    async def run(self, spec: TaskSpec, *, cancel_requested: bool = False) -> TaskResult:
+        """Run ``spec``; ``cancel_requested``: it was cancelled between the claim and now."""
         started = now_ms()
         self.info.task_started_ms = started
-        _, _, cancelled = await asyncio.gather(
-            self._set_state(WorkerState.BUSY, spec.task_id),
-            self._publish(spec, EventType.STARTED, position=0),
-            self.redis.exists(self.keys.cancel(spec.task_id)),
-        )
-        if cancelled:
-            self._cancelled.add(spec.task_id)  # cancelled between the claim and now
+        await asyncio.gather(self._set_state(WorkerState.BUSY, spec.task_id),
+                             self._publish(spec, EventType.STARTED, position=0))
+        if cancel_requested:
+            self._cancelled.add(spec.task_id)
         self._raise_if_cancelled(spec)
         request = spec.request
         if not isinstance(request, UpscaleRequest) and request.checkpoint is not None:
             await self._ensure_checkpoint(spec, request.checkpoint)
-        poller = asyncio.create_task(self._watch(spec), name=f"progress {spec.task_id}")
         began = time.monotonic()
-        try:
-            images, parameters = await self._generate(request)
-        finally:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
+        images, parameters = await self._generate_watched(spec)
         self._raise_if_cancelled(spec)
         self._in_background(self._record_speed(request, time.monotonic() - began))  # off the GPU's critical path
         self.info.tasks_done += 1
@@ -93,11 +89,6 @@ class TaskRunner:
             seeds=[image.seed for image in images], parameters=parameters, checkpoint=self.info.loaded_checkpoint,
             submitted_ms=spec.submitted_ms, started_ms=started, finished_ms=now_ms(),
         )
-
-    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._background.add(task)  # keep a reference until it is done
-        task.add_done_callback(self._background.discard)
 
     async def cancel(self, task_id: str) -> None:
         """Interrupt ``task_id`` if it is the one running here."""
@@ -108,7 +99,7 @@ class TaskRunner:
             await self.webui.interrupt()
 
     async def interrupt_quietly(self) -> None:
-        """Stop whatever the WebUI is doing (the task was abandoned: shutdown or lost lease)."""
+        """Stop whatever the WebUI is doing (the task was abandoned: shutdown, lost lease, timeout)."""
         with contextlib.suppress(WebUIError):
             await self.webui.interrupt()
 
@@ -116,6 +107,58 @@ class TaskRunner:
         if spec.task_id in self._cancelled:
             self._cancelled.discard(spec.task_id)
             raise TaskFailed("cancelled while running", FailureCode.CANCELLED)
+
+    # --- generating, watched ---------------------------------------------------------------------------
+
+    async def _generate_watched(self, spec: TaskSpec) -> tuple[list[ImageOut], dict[str, object]]:
+        """The generation, with a watcher beside it that reports progress and ends it if it stalls."""
+        generation = asyncio.create_task(self._generate(spec.request), name=f"generate {spec.task_id}")
+        watcher = asyncio.create_task(self._watch(spec), name=f"progress {spec.task_id}")
+        try:
+            await asyncio.wait({generation, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (generation, watcher):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(generation, watcher, return_exceptions=True)
+        if not generation.cancelled():
+            return generation.result()
+        watcher.result()  # the watcher ended the generation: it stalled (or the watcher itself failed)
+        await self.interrupt_quietly()
+        raise BackendStalled(
+            f"the WebUI at {self.webui.base_url} made no progress for {self.stall_s:.0f}s (EASEL_STALL_S); "
+            "the generation was interrupted"
+        )
+
+    async def _watch(self, spec: TaskSpec) -> None:
+        """Publish progress; notice a cancel whose message was missed; return when progress stalls."""
+        last: tuple[int, int, float] | None = None
+        moved = time.monotonic()
+        while time.monotonic() - moved < self.stall_s:
+            await asyncio.sleep(self.progress_interval_s)
+            if spec.task_id not in self._cancelled and await self._quietly(self.source.cancel_requested(spec.task_id)):
+                await self.cancel(spec.task_id)
+            try:
+                progress = await self.webui.progress()
+            except WebUIError as exc:  # a WebUI that does not answer makes no progress either
+                log.debug("progress poll failed: %s", exc)
+                continue
+            state = progress.state
+            seen = (state.job_no, state.sampling_step, round(progress.progress, 4))
+            if seen != last:
+                moved = time.monotonic()
+            if not progress.active or seen == last:
+                last = seen
+                continue
+            last = seen
+            preview = shrink_preview(progress.current_image)
+            if preview is not None:
+                await self._quietly(self.source.set_preview(spec.task_id, preview))
+            await self._publish(
+                spec, EventType.PROGRESS, step=state.sampling_step, steps=state.sampling_steps,
+                progress=round(progress.progress, 4), eta_s=round(progress.eta_relative, 2),
+                has_preview=preview is not None or None,
+            )
 
     async def _generate(
         self, request: Txt2ImgRequest | Img2ImgRequest | UpscaleRequest
@@ -152,6 +195,8 @@ class TaskRunner:
             return await self.webui.txt2img(payloads.txt2img_payload(request, batch_size=batch_size))
         return await self.webui.img2img(payloads.img2img_payload(request, batch_size=batch_size))
 
+    # --- checkpoint, speed, events -------------------------------------------------------------------------
+
     async def _ensure_checkpoint(self, spec: TaskSpec, query: str) -> None:
         checkpoint = self.info.find_checkpoint(query)
         if checkpoint is None:
@@ -164,48 +209,43 @@ class TaskRunner:
         await self.webui.set_checkpoint(checkpoint.title)
         self.info.loaded_checkpoint = checkpoint.title
         self.info.checkpoint_loads += 1
-        await self.speeds.record_load(checkpoint=checkpoint.title, seconds=time.monotonic() - began)
+        self._in_background(self._quietly(self.source.record_load(checkpoint=checkpoint.title,
+                                                                  seconds=time.monotonic() - began)))
         await self._set_state(WorkerState.BUSY, spec.task_id)
 
     async def _record_speed(self, request: Txt2ImgRequest | Img2ImgRequest | UpscaleRequest, seconds: float) -> None:
         work = work_of(request)
         checkpoint = None if isinstance(request, UpscaleRequest) else self.info.loaded_checkpoint
-        await self.speeds.record(worker=self.info.name, kind=request.kind, checkpoint=checkpoint, work=work,
-                                 seconds=seconds)
+        await self._quietly(self.source.record_speed(kind=request.kind, checkpoint=checkpoint, work=work,
+                                                     seconds=seconds))
         rate = seconds / work
         old = self.info.seconds_per_work
         self.info.seconds_per_work = rate if old is None else 0.7 * old + 0.3 * rate
 
-    async def _watch(self, spec: TaskSpec) -> None:
-        """While the generation runs: publish progress, and notice a cancel whose pub/sub message was missed."""
-        last: tuple[int, int] | None = None
-        while True:
-            await asyncio.sleep(self.progress_interval_s)
-            if spec.task_id not in self._cancelled and await self.redis.exists(self.keys.cancel(spec.task_id)):
-                await self.cancel(spec.task_id)
-            try:
-                progress = await self.webui.progress()
-            except WebUIError as exc:  # progress is best effort; the generation call reports real failures
-                log.debug("progress poll failed: %s", exc)
-                continue
-            state = progress.state
-            if not progress.active or (state.job_no, state.sampling_step) == last:
-                continue
-            last = (state.job_no, state.sampling_step)
-            await self._publish(
-                spec, EventType.PROGRESS, step=state.sampling_step, steps=state.sampling_steps,
-                progress=round(progress.progress, 4), eta_s=round(progress.eta_relative, 2),
-                preview=shrink_preview(progress.current_image),
-            )
+    def _in_background(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._background.discard)
 
     async def _publish(self, spec: TaskSpec, type_: EventType, **fields: object) -> None:
         event = TaskEvent(type=type_, task_id=spec.task_id, job_id=spec.job_id, worker=self.info.name, **fields)
-        await self.events.publish(event)
+        await self._quietly(self.source.publish(event))
 
     async def _set_state(self, state: WorkerState, task_id: str | None) -> None:
         self.info.state, self.info.current_task = state, task_id
         if self._on_state is not None:
-            await self._on_state()
+            await self._quietly(self._on_state())
+
+    @staticmethod
+    async def _quietly(work: Awaitable[Any]) -> Any:
+        """Best-effort Redis work while a generation runs: an outage must not stop the generation."""
+        try:
+            return await bounded(work)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.debug("skipped while Redis is unreachable: %s", exc)
+            return None
 
 
 def shrink_preview(data: bytes | None) -> bytes | None:

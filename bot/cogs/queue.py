@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +11,7 @@ from discord.ext import commands
 
 from bot.keys import owner_of
 from bot.views import is_moderator
+from common.queue import messages
 from jobs.models import JobSummary
 
 if TYPE_CHECKING:
@@ -108,7 +108,10 @@ class Queue(commands.Cog):
             await interaction.followup.send(f"No live worker is named `{name}`; live: {', '.join(names) or 'none'}",
                                             ephemeral=True)
             return
-        await client.redis.publish(client.keys.control, json.dumps({action: name}))
+        orders: dict[str, messages.ControlMessage] = {
+            "pause": messages.Pause(), "resume": messages.Resume(), "drain": messages.Drain(),
+        }
+        await client.tell(name, orders[action])
         done = {"pause": "paused (it finishes its task)", "resume": "taking tasks again",
                 "drain": "draining (it finishes its task, then stops)"}[action]
         await interaction.followup.send(f"`{name}`: {done}.", ephemeral=True)

@@ -181,3 +181,15 @@ async def test_admins_pause_and_resume_a_worker(fake: FakeDiscord, start_bot: St
 
 async def _state(bot: EaselBot, state: str) -> bool:
     return any(w.state == state for w in await bot.jobs.client.registry.live())
+
+
+async def test_control_characters_and_lone_surrogates_are_refused_with_an_answer(fake: FakeDiscord,
+                                                                                  start_bot: Start) -> None:
+    await start_bot()
+    imagine = await fake.slash("imagine", {"prompt": "a fox\x00 in snow"}, user_id=USER)
+    assert "prompt: contains a control character U+0000 at position 6; remove it" in await reply(imagine)
+    negative = await fake.slash("imagine", {"prompt": "a fox", "negative": "blurry\udcff"}, user_id=USER)
+    assert "negative_prompt: contains a lone surrogate U+DCFF at position 7" in await reply(negative)
+    sweep = await fake.slash("sweep", {"spec": 'a fox :: sampler="Euler\x1b"'}, user_id=USER)
+    assert "sweep: contains a control character U+001B at position 24; remove it" in await reply(sweep)
+    assert not job_messages(fake)

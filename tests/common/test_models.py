@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import io
 import struct
+import unicodedata
 import zlib
+from collections.abc import Callable
 
 import pytest
-from hypothesis import given, settings
+from arq.jobs import deserialize_job, serialize_job
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from pydantic import TypeAdapter, ValidationError
 
+from common import serialization
 from common.errors import InvalidRequest
+from common.images import read_infotext, with_infotext
+from common.infotext import parse_infotext
 from common.limits import Limits
 from common.models import GenerationRequest, Img2ImgRequest, Txt2ImgRequest, UpscaleRequest
+from common.queue.keys import TASK_FUNCTION
+from common.tasks import TaskSpec
 from tests.conftest import png_bytes
+from webui_stub.infotext import format_infotext
 
 LIMITS = Limits(max_pixels=1024 * 1024, max_steps=60, max_batch=4, max_prompt_length=200)
 
@@ -166,3 +175,81 @@ def test_arbitrary_input_never_crashes_validation(data: dict) -> None:
         TypeAdapter(GenerationRequest).validate_python(data, context={"limits": LIMITS})
     except ValidationError as exc:
         assert InvalidRequest.from_validation(exc).problems
+
+
+# --- text hygiene: control characters and lone surrogates are refused, all other text round-trips ---------------
+
+# Any character (surrogates included), with the troublesome ones often enough to matter.
+_chars = st.one_of(st.characters(), st.characters(categories=["Cs"]), st.characters(categories=["Cc"]),
+                   st.sampled_from(["\t", "\n", "\r", " ", "\x00", "\x7f", "\x85", "\udcff"]))
+_text = st.text(_chars, max_size=40)
+
+
+def first_forbidden(text: str) -> int | None:
+    """Index of the first character the models must refuse (an independent statement of the rule)."""
+    for index, char in enumerate(text):
+        category = unicodedata.category(char)
+        if category == "Cs" or (category == "Cc" and char not in "\t\n\r"):
+            return index
+    return None
+
+
+# field -> how to put text into a request; "x" keeps fields that must not be empty non-empty
+_FIELDS: dict[str, Callable[[str], dict]] = {
+    "prompt": lambda t: {"kind": "txt2img", "prompt": "x" + t},
+    "negative_prompt": lambda t: {"kind": "txt2img", "prompt": "x", "negative_prompt": t},
+    "checkpoint": lambda t: {"kind": "txt2img", "prompt": "x", "checkpoint": t},
+    "sampler": lambda t: {"kind": "txt2img", "prompt": "x", "sampler": "x" + t},
+    "scheduler": lambda t: {"kind": "txt2img", "prompt": "x", "scheduler": t},
+    "hires.upscaler": lambda t: {"kind": "txt2img", "prompt": "x", "hires": {"upscaler": t}},
+    "upscaler": lambda t: {"kind": "upscale", "image": png_bytes(), "upscaler": "x" + t},
+}
+
+
+@pytest.mark.parametrize("field", list(_FIELDS))
+@settings(max_examples=150, deadline=None)
+@given(text=_text)
+def test_free_text_is_accepted_iff_it_has_no_control_character_or_lone_surrogate(field: str, text: str) -> None:
+    data = _FIELDS[field](text)
+    offset = 1 if field in ("prompt", "sampler", "upscaler") else 0  # the "x" in front
+    bad = first_forbidden(text)
+    try:
+        TypeAdapter(GenerationRequest).validate_python(data, context={"limits": None})
+    except ValidationError as exc:
+        assert bad is not None, f"clean text refused: {exc}"
+        [problem] = InvalidRequest.from_validation(exc).problems
+        where = f"U+{ord(text[bad]):04X} at position {bad + offset + 1}"
+        assert problem.startswith(f"{field}: contains a ") and where in problem, problem
+    else:
+        assert bad is None, f"{text!r} was accepted"
+
+
+_clean_text = _text.map(lambda text: "".join(c for c in text if first_forbidden(c) is None))
+
+
+@settings(max_examples=200, deadline=None)
+@given(prompt=_clean_text, negative=_clean_text, label=_clean_text)
+def test_accepted_text_round_trips_through_json_the_arq_payload_and_infotext(prompt: str, negative: str,
+                                                                             label: str) -> None:
+    request = Txt2ImgRequest(prompt="x " + prompt, negative_prompt=negative)
+    spec = TaskSpec(task_id="j.0", job_id="j", index=0, owner="cli:ann", label=label, request=request)
+    assert Txt2ImgRequest.model_validate_json(request.model_dump_json()) == request
+    payload = serialize_job(TASK_FUNCTION, (spec.model_dump(mode="json"),), {}, None, 0,
+                            serializer=serialization.serialize)
+    assert TaskSpec.model_validate(deserialize_job(payload, deserializer=serialization.deserialize).args[0]) == spec
+    # A1111's infotext cannot tell a prompt line starting "Negative prompt:" from the real one; nor can A1111.
+    assume(not any(line.startswith("Negative prompt:") for line in request.prompt.split("\n")))
+    infotext = format_infotext(request.prompt, request.negative_prompt, {"Steps": 20, "Seed": 1, "Size": "64x64"},
+                               {}, "v1.10.1")
+    parsed = parse_infotext(read_infotext(with_infotext(png_bytes(8, 8), infotext)) or "")
+    assert (parsed.prompt, parsed.negative_prompt) == (request.prompt, request.negative_prompt)
+
+
+def test_the_message_names_field_code_point_and_position() -> None:
+    assert problems({"kind": "txt2img", "prompt": "a fox in th\x00e snow"}) == [
+        "prompt: contains a control character U+0000 at position 12; remove it"
+    ]
+    assert problems({"kind": "txt2img", "prompt": "x", "negative_prompt": "a\udcff b"}) == [
+        "negative_prompt: contains a lone surrogate U+DCFF at position 2 (invalid UTF-8, e.g. from a command line); "
+        "remove it or fix the text's encoding"
+    ]

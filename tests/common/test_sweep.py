@@ -123,3 +123,39 @@ def test_any_text_parses_or_says_where_it_went_wrong(text: str) -> None:
         assert 0 <= exc.column <= len(text)
     else:
         assert all(p.strip() for p in prompts) and all(axis.values for axis in axes)
+
+
+@pytest.mark.parametrize(
+    ("spec", "column", "expected"),
+    [
+        ("size=512x512,768x768 width=512", 22, "'width' and 'size' both set width; keep one of them"),
+        ("height=512 size=512x768", 12, "'size' and 'height' both set height; keep one of them"),
+        ("model=a checkpoint=b", 9, "'checkpoint' and 'model' both set checkpoint; keep one of them"),
+        ("denoise=0.3 strength=0.5", 13, "'strength' and 'denoise' both set denoising_strength; keep one of them"),
+        ("cfg=5 cfg_scale=7", 7, "'cfg_scale' and 'cfg' both set cfg_scale; keep one of them"),
+        ("lora:grain=0.2 steps=3 lora:grain=0.4", 24, "'lora:grain' is given twice; list all its values once"),
+    ],
+)
+def test_two_axes_that_set_one_field_are_refused(spec: str, column: int, expected: str) -> None:
+    with pytest.raises(SweepSyntaxError) as info:
+        parse_axes(spec)
+    assert f"at column {column}: {expected}" in str(info.value)
+
+
+def test_axes_that_set_different_fields_go_together() -> None:
+    axes = parse_axes("size=512x768 scale=2 hires_scale=1.5 lora:a=1 lora:b=2 denoise=0.5")
+    assert [axis.name for axis in axes] == ["size", "scale", "hires_scale", "lora:a", "lora:b", "denoise"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("a fox :: cfg=5\x1csteps=3", "sweep: contains a control character U+001C at position 15; remove it"),
+        ("a fox\x00 | a wolf", "sweep: contains a control character U+0000 at position 6; remove it"),
+        ("a fox :: sampler=\"Euler\udcff\"", "sweep: contains a lone surrogate U+DCFF at position 24"),
+    ],
+)
+def test_control_characters_and_lone_surrogates_in_a_spec_are_refused(spec: str, expected: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        parse_spec(spec)
+    assert info.value.problems[0].startswith(expected)

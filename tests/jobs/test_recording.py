@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import update
 
 from common.errors import EaselError, InvalidRequest
-from common.keys import ARQ_JOB_PREFIX
 from common.queue import CancelOutcome
+from common.queue.keys import ARQ_JOB_PREFIX
 from common.settings import Settings
 from common.sweep import SweepSyntaxError
 from jobs.models import JobStatus, TaskStatus

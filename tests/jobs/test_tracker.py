@@ -41,7 +41,8 @@ async def test_events_make_the_live_view(client: EaselClient) -> None:
 
     await live.apply(event(EventType.QUEUED, second, position=2))
     await live.apply(event(EventType.STARTED, worker="gpu0", position=0))
-    await live.apply(event(EventType.PROGRESS, worker="gpu0", step=4, steps=20, preview=b"jpeg"))
+    await client.events.set_preview(first, b"jpeg")  # previews live beside the stream; the event says one is there
+    await live.apply(event(EventType.PROGRESS, worker="gpu0", step=4, steps=20, has_preview=True))
     task = live.view.tasks[first]
     assert (task.status, task.position, task.step, task.steps, task.worker) == (TaskStatus.RUNNING, 0, 4, 20, "gpu0")
     assert task.preview == b"jpeg" and live.view.preview == b"jpeg"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -117,3 +118,22 @@ async def test_fault_switch_can_stay_on_and_be_cleared(stub: StubServer) -> None
         await http.delete("/stub/faults")
     assert (await post(stub, "/sdapi/v1/txt2img", {"prompt": "x", "steps": 1, "width": 64, "height": 64})).is_success
     assert (await post(stub, "/stub/faults", {"mode": "bogus"})).status_code == 400
+
+
+async def test_hold_pauses_generations_until_released_or_interrupted(stub: StubServer) -> None:
+    async with httpx.AsyncClient(base_url=stub.url, timeout=20) as http:
+        (await http.post("/stub/hold")).raise_for_status()
+        for ending in ("interrupt", "release"):
+            running = asyncio.create_task(http.post("/sdapi/v1/txt2img", json={"prompt": "x", "steps": 4,
+                                                                                "width": 64, "height": 64}))
+            async with asyncio.timeout(20):  # held after its first step
+                while (await http.get("/sdapi/v1/progress")).json()["state"]["sampling_step"] != 1:
+                    await asyncio.sleep(0.01)
+            assert not running.done() and (await http.get("/stub/stats")).json()["holding"]
+            if ending == "interrupt":
+                await http.post("/sdapi/v1/interrupt")
+                assert json.loads((await running).json()["info"])["infotexts"]  # what was made so far
+                continue
+            (await http.delete("/stub/hold")).raise_for_status()
+            assert len((await running).json()["images"]) == 1
+        assert not (await http.get("/stub/stats")).json()["holding"]

@@ -1,48 +1,31 @@
-"""Fair order, task cost and wait-time estimates.
+"""Fair order and task cost.
 
 Fair order is start-time fair queueing over *virtual time*: each owner has a clock; their next task starts at
 ``max(queue clock, owner clock)`` and advances the owner clock by the task's estimated cost. So a user's n-th queued
 task lands after everyone else's earlier ones, whatever the arrival order. The queue clock follows the virtual start
 of the latest task to start. A priority class gives a head start (seconds of virtual time); ``aging_rate`` makes
 waiting count too, so a low-priority task is passed by boosted newcomers for at most ``boost / aging_rate``.
-The fair key (``order`` sorted set) is ``vstart + aging_rate * (enqueue_ms - EPOCH_MS) - boost_ms``.
+The fair key (score in the ``waiting`` and lane sorted sets) is
+``vstart + aging_rate * (enqueue_ms - EPOCH_MS) - boost_ms``; it is computed in ``lua/enqueue.lua``.
 
-Estimates: task cost is *work* (steps x megapixels x images, or output megapixels for upscales) times a measured
-seconds-per-work moving average (per worker, per checkpoint, overall); ETAs simulate the live workers taking the
-queue in fair order.
+Task cost is *work* (steps x megapixels x images, or output megapixels for upscales) times a measured
+seconds-per-work moving average (per worker, per checkpoint, overall), kept in :class:`Speeds`.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
-from common.keys import Keys
 from common.models import GenerationRequest, Img2ImgRequest, UpscaleRequest
-from common.registry import WorkerInfo, WorkerState
+from common.queue.keys import Keys
+from common.queue.models import TaskMeta
 
 EPOCH_MS = 1_767_225_600_000  # 2026-01-01: keeps fair keys small
 EMA_ALPHA = 0.3
 DEFAULT_S_PER_WORK = 0.25  # a guess (about 5 s for 20 steps at 512x512) until a worker has measured
 DEFAULT_LOAD_S = 5.0
-
-
-class TaskMeta(BaseModel):
-    """What pickers and estimators need to know about a queued task (the ``meta`` hash)."""
-
-    task_id: str
-    job_id: str
-    owner: str
-    kind: str
-    checkpoint: str | None = None
-    enqueue_ms: int
-    work: float = Field(description="Steps x megapixels x images (txt2img/img2img) or output megapixels.")
-    priority: str = "default"
-    vstart: float = 0.0
 
 
 def work_of(request: GenerationRequest) -> float:
@@ -102,68 +85,3 @@ class SpeedTable:
         return self.values.get(f"load:{checkpoint}", self.values.get("load", DEFAULT_LOAD_S))
 
 
-@dataclass
-class QueuedTask:
-    """A task in the fair order, as read from Redis."""
-
-    meta: TaskMeta
-    key: float
-    running: bool
-    worker: str | None = None
-
-
-@dataclass
-class Estimate:
-    position: int  # 0 running, 1 next, ...
-    start_ms: int | None  # None: no live worker can run it
-    reason: str | None = None
-
-
-@dataclass
-class _Lane:
-    info: WorkerInfo
-    free_ms: float
-    loaded: str | None
-
-
-def _serves(info: WorkerInfo, checkpoint: str | None) -> bool:
-    return checkpoint is None or info.find_checkpoint(checkpoint) is not None
-
-
-def estimate(
-    tasks: Sequence[QueuedTask], workers: Sequence[WorkerInfo], speeds: SpeedTable, now_ms: int | None = None
-) -> dict[str, Estimate]:
-    """Position and expected start of every task: the live workers take waiting tasks in fair order."""
-    now = now_ms if now_ms is not None else int(time.time() * 1000)
-    usable = [w for w in workers if w.state not in (WorkerState.DRAINING, WorkerState.UNHEALTHY, WorkerState.PAUSED)]
-    running = {t.meta.task_id: t for t in tasks if t.running}
-    lanes = []
-    for info in usable:
-        free = float(now)
-        current = running.get(info.current_task or "")
-        if current is not None:
-            elapsed = now - (info.task_started_ms or now)
-            free = now + max(0.0, speeds.seconds(current.meta, info.name) * 1000 - elapsed)
-        lanes.append(_Lane(info, free, info.loaded_checkpoint))
-    result: dict[str, Estimate] = {t: Estimate(0, now) for t in running}
-    position = 0
-    for task in tasks:
-        if task.running:
-            continue
-        position += 1
-        meta = task.meta
-        able = [lane for lane in lanes if _serves(lane.info, meta.checkpoint)]
-        if not able:
-            reason = f"no worker has model {meta.checkpoint}" if meta.checkpoint else "no worker is online"
-            result[meta.task_id] = Estimate(position, None, reason)
-            continue
-        lane = min(able, key=lambda lane: lane.free_ms)
-        start = lane.free_ms  # a task starts (and says so) before its worker loads its checkpoint
-        busy = speeds.seconds(meta, lane.info.name) * 1000
-        checkpoint = lane.info.find_checkpoint(meta.checkpoint) if meta.checkpoint else None
-        if checkpoint is not None and checkpoint.title != lane.loaded:
-            busy += speeds.load_seconds(checkpoint.title) * 1000
-            lane.loaded = checkpoint.title
-        lane.free_ms = start + busy
-        result[meta.task_id] = Estimate(position, int(start))
-    return result
