@@ -22,7 +22,7 @@ from PIL import Image
 from common.errors import FailureCode, TaskFailed
 from common.events import EventType, TaskEvent
 from common.models import Img2ImgRequest, Txt2ImgRequest, UpscaleRequest
-from common.outage import is_outage
+from common.outage import bounded, is_outage
 from common.queue.fairness import work_of
 from common.registry import WorkerInfo, WorkerState
 from common.tasks import ImageOut, TaskResult, TaskSpec, now_ms
@@ -240,7 +240,7 @@ class TaskRunner:
     async def _quietly(work: Awaitable[Any]) -> Any:
         """Best-effort Redis work while a generation runs: an outage must not stop the generation."""
         try:
-            return await work
+            return await bounded(work)
         except Exception as exc:
             if not is_outage(exc):
                 raise
