@@ -74,9 +74,16 @@ def read_infotext(png: bytes) -> str | None:
 
 
 def with_infotext(png: bytes, infotext: str) -> bytes:
-    """Re-save a PNG with ``infotext`` in its ``parameters`` chunk (used for images made outside A1111's txt2img)."""
+    """Re-save a PNG with ``infotext`` in its ``parameters`` chunk (used for images made outside A1111's txt2img).
+
+    Other text chunks stay (e.g. ComfyUI's ``prompt`` graph), in their order, before ``parameters``.
+    """
     with Image.open(io.BytesIO(png)) as img:
         meta = PngImagePlugin.PngInfo()
+        text = getattr(img, "text", {})
+        for key, value in (text.items() if isinstance(text, dict) else ()):
+            if key != "parameters" and isinstance(value, str):
+                meta.add_text(key, value)
         meta.add_text("parameters", infotext)
         out = io.BytesIO()
         img.save(out, format="PNG", pnginfo=meta)
