@@ -292,20 +292,20 @@ class Engine:
         return format_infotext(request.prompt, request.negative_prompt, params, extra, self.flavour.version)
 
     def _sdnext_infotext(self, request: GenerationRequest, checkpoint: dict[str, Any], sampler: str, seed: int) -> str:
-        """SD.Next's own keys (processing_info.py): no Schedule type, App and Pipeline instead."""
+        """SD.Next's own keys (processing_info.py): no Schedule type; App, Pipeline and Operations."""
         params: dict[str, Any] = {
             "Steps": request.steps, "Size": f"{request.width}x{request.height}", "Sampler": sampler, "Seed": seed,
             "CFG scale": request.cfg_scale, "Model": checkpoint["model_name"], "Model hash": checkpoint["hash"],
-            "App": "SD.Next", "Pipeline": "StableDiffusionPipeline",
         }
+        extra: dict[str, Any] = {"App": "SD.Next", "Pipeline": "StableDiffusionPipeline"}
         if isinstance(request, Img2ImgRequest):
             params["Denoising strength"] = request.denoising_strength
         elif request.enable_hr:
             params["Denoising strength"] = request.hr_denoising_strength or request.denoising_strength
-            params["Hires upscale"] = request.hr_scale
-            params["Hires upscaler"] = request.hr_upscaler
-        params["Operations"] = "img2img" if isinstance(request, Img2ImgRequest) else "txt2img"
-        return format_infotext(request.prompt, request.negative_prompt, params, {}, self.flavour.version)
+            extra["Hires upscale"] = request.hr_scale
+            extra["Hires upscaler"] = request.hr_upscaler
+        extra["Operations"] = "img2img" if isinstance(request, Img2ImgRequest) else "txt2img"
+        return format_infotext(request.prompt, request.negative_prompt, params, extra, self.flavour.version)
 
     def _info(
         self,

@@ -8,10 +8,10 @@ vladmandic/sdnext 058a7f0c).
   instead of ``/sd-vae``; a checkpoint option only selects (the next generation loads it); infotext
   ``Version: neo`` and ``Hires CFG Scale``.
 - **sdnext**: ``/sdapi/v1/version`` (``{"app": "sd.next", ...}``) and ``/status``; ``/sdapi/v1/progress`` costs 60
-  of the 300 units a client may spend a minute (the sixth call within a minute is a 429), ``/internal/progress`` is
-  free; unknown samplers are a 404 "Sampler not found"; samplers without aliases, "schedulers" that are its sampler
-  classes; model ``type`` in ``/sd-models``; interrupt and skip answer 204; option posts answer ``{"updated"}``;
-  errors ``{"error", "code", "detail", "body", "errors"}``; its own infotext keys.
+  of the 300 units a client may spend on a route a minute (the sixth call within a minute is a 429),
+  ``/internal/progress`` is free; unknown samplers are a 404 "Sampler not found"; samplers without aliases,
+  "schedulers" that are its sampler classes; model ``type`` in ``/sd-models``; interrupt and skip answer 204; option
+  posts answer ``{"updated"}``; errors ``{"error", "code", "detail", "body", "errors"}``; its own infotext keys.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def validation_item(flavour: Flavour, error: Mapping[str, Any]) -> dict[str, Any
 
 
 class RateLimit:
-    """SD.Next's per-client sliding window: 300 units a minute; /sdapi/v1/progress costs 60."""
+    """SD.Next's sliding window per client and route: 300 units a minute; a /sdapi/v1/progress call costs 60."""
 
     COSTS: ClassVar[dict[str, int]] = {"/sdapi/v1/progress": 60, "/sdapi/v1/status": 60, "/sdapi/v1/txt2img": 5,
                                        "/sdapi/v1/img2img": 5}
@@ -91,13 +91,13 @@ class RateLimit:
 
     def __init__(self, per_minute: int = 300) -> None:
         self.per_minute = per_minute
-        self._spent: dict[str, deque[tuple[float, int]]] = {}
+        self._spent: dict[tuple[str, str], deque[tuple[float, int]]] = {}
 
     def allow(self, client: str, path: str) -> bool:
         if path in self.FREE:
             return True
         now, cost = time.monotonic(), self.COSTS.get(path, 1)
-        spent = self._spent.setdefault(client, deque())
+        spent = self._spent.setdefault((client, path), deque())
         while spent and spent[0][0] < now - 60:
             spent.popleft()
         if sum(c for _, c in spent) + cost > self.per_minute:

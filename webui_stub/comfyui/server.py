@@ -286,6 +286,12 @@ def build_app(config: ComfyConfig | None = None) -> web.Application:
         await engine.stop()
 
     app.cleanup_ctx.append(lifetime)
+
+    async def close_sockets(app: web.Application) -> None:  # so a shutdown does not wait for them
+        for client in list(engine.hub.clients.values()):
+            await client.ws.close(code=1001, message=b"server shutdown")
+
+    app.on_shutdown.append(close_sockets)
     routes: list[tuple[str, str, Handler]] = [
         ("POST", "/prompt", post_prompt), ("GET", "/prompt", get_prompt),
         ("GET", "/queue", get_queue), ("POST", "/queue", post_queue),

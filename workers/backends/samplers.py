@@ -76,8 +76,7 @@ def to_comfy_sampler(name: str, available: list[str] | None = None) -> str | Non
     With ``available`` (the server's list), None when that server does not have it.
     """
     a1111 = _a1111_sampler(name)
-    comfy = SAMPLERS[a1111] if a1111 else name.strip()
-    return comfy if available is None or comfy in available else None
+    return _offered(SAMPLERS[a1111] if a1111 else name.strip(), available)
 
 
 def to_a1111_sampler(comfy: str) -> str:
@@ -96,7 +95,14 @@ def to_comfy_scheduler(label: str | None, sampler: str, available: list[str] | N
         assert label is not None
         lowered = label.strip().lower()
         comfy = next((c for lbl, c in SCHEDULERS.items() if lbl.lower() == lowered), label.strip())
-    return comfy if available is None or comfy in available else None
+    return _offered(comfy, available)
+
+
+def _offered(comfy: str, available: list[str] | None) -> str | None:
+    """``comfy`` as the server spells it (any case), None if it does not have it; as is without a list."""
+    if available is None:
+        return comfy
+    return next((name for name in available if name.lower() == comfy.lower()), None)
 
 
 def _is_automatic(label: str | None) -> bool:

@@ -156,7 +156,7 @@ class WebUIClient:
         return answer if answer.get("app") == "sd.next" else None
 
     async def internal_progress(self, *, id_live_preview: int) -> InternalProgress:
-        """SD.Next's UI progress route: not rate-limited, unlike /sdapi/v1/progress (60 of its 300 per minute)."""
+        """SD.Next's UI progress route: not rate-limited, unlike /sdapi/v1/progress (five calls a minute)."""
         body = {"id_task": "undefined", "id_live_preview": id_live_preview}  # "undefined": whatever job is running
         response = await self._send("POST", "/internal/progress", json=body, quick=True)
         return http.decode(InternalProgress, response, server=self._server, path="/internal/progress")

@@ -2,9 +2,9 @@
 the differences Easel has to handle.
 
 - **SD.Next** answers ``GET /sdapi/v1/version`` with ``{"app": "sd.next", "commit": ...}``. Its API rate-limits
-  ``/sdapi/v1/progress`` (60 of 300 units a minute per client), so progress comes from the UI's ``/internal/progress``
-  (free); it has no A1111 schedule types (``scheduler`` is not a field) and takes the hires denoise as
-  ``hr_denoising_strength``; an unknown sampler is a 404 "Sampler not found".
+  ``/sdapi/v1/progress`` (a call costs 60 of the 300 units a client may spend on it a minute), so progress comes
+  from the UI's ``/internal/progress`` (free); it has no A1111 schedule types (``scheduler`` is not a field) and
+  takes the hires denoise as ``hr_denoising_strength``; an unknown sampler is a 404 "Sampler not found".
 - **Forge** and **Forge Neo** replace ``/sdapi/v1/sd-vae`` with ``/sdapi/v1/sd-modules`` and keep ``forge_*`` options.
   Forge still has the memory options (``forge_inference_memory``, ``forge_async_loading``, ``forge_pin_shared_memory``);
   Neo dropped them and answers 500 (KeyError) when any of them is sent, as an option or an override. Both select a

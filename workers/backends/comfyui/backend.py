@@ -136,8 +136,10 @@ class ComfyUIBackend:
         if run is None:
             return
         run.cancelled = True
-        if not run.submitted:
-            return  # generate() sees the flag before it submits
+        if run.submitted:  # otherwise generate() sees the flag when its POST returns
+            await self._stop(run)
+
+    async def _stop(self, run: _Run) -> None:
         await self.client.delete_queued([run.prompt_id])  # a no-op once it runs
         await self.client.interrupt(run.prompt_id)  # a no-op unless it is the running prompt
         queue = await self.client.queue()
@@ -180,6 +182,8 @@ class ComfyUIBackend:
         except PromptRefused as exc:
             raise refusals.refused(exc.refusal, plan.graph) from exc
         run.submitted = True
+        if run.cancelled:  # interrupt() came while the POST was under way
+            await self._stop(run)
         if accepted.node_errors:  # only part of the graph validated: do not run a half workflow
             await self.client.delete_queued([run.prompt_id])
             refusal = PromptRefusal(error=ErrorDetail(message="some outputs failed validation"),
