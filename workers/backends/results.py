@@ -10,9 +10,8 @@ from common.tasks import ImageOut
 
 
 def image_out(png: bytes, *, seed: int, infotext: str) -> ImageOut:
-    """An image whose PNG gets ``infotext`` written in unless it already carries exactly that."""
-    if read_infotext(png) != infotext:
-        png = with_infotext(png, infotext)
+    """An image whose PNG carries ``infotext`` (written in; its other chunks stay)."""
+    png = with_infotext(png, infotext)
     width, height = image_size(png)
     return ImageOut(png=png, seed=seed, infotext=infotext, width=width, height=height)
 

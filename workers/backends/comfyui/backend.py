@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import logging
 import random
 import uuid
 from dataclasses import dataclass, field
 
-from common.images import inspect_image
+from PIL import Image
+
 from common.models import Img2ImgRequest, UpscaleRequest
 from common.registry import CheckpointInfo
 from common.tasks import ImageOut
@@ -111,7 +113,9 @@ class ComfyUIBackend:
     async def generate(self, request: GenerationTask, *, task_id: str, on_progress: ProgressCallback) -> Generated:
         run = self._runs[task_id] = _Run(task_id)
         try:
-            catalog = self._catalog or (await self.discover(), self._catalog)[1]
+            if self._catalog is None:
+                await self.discover()
+            catalog = self._catalog
             assert catalog is not None
             if not isinstance(request, UpscaleRequest) and request.seed == -1:
                 request = request.model_copy(update={"seed": random.randrange(SEED_RANGE)})
@@ -171,7 +175,8 @@ class ComfyUIBackend:
 
     async def _upload(self, image: bytes) -> str:
         """Upload under a name derived from the content, so a re-upload reuses the file and names never clash."""
-        extension = inspect_image(image, max_bytes=len(image), max_pixels=2**31).format.lower().replace("jpeg", "jpg")
+        with Image.open(io.BytesIO(image)) as img:  # checked at submit; only its format is wanted here
+            extension = (img.format or "png").lower().replace("jpeg", "jpg")
         name = f"easel-{hashlib.sha256(image).hexdigest()[:20]}.{extension}"
         return (await self.client.upload_image(image, name)).load_name
 
@@ -267,18 +272,20 @@ class ComfyUIBackend:
         raise BackendServerError(f"ComfyUI ended the task with status '{status.status_str or 'unknown'}'")
 
     async def _images(self, request: GenerationTask, plan: workflows.Plan, entry: HistoryEntry) -> list[ImageOut]:
-        images = []
-        for i, node_id in enumerate(plan.outputs):
-            refs = entry.outputs.get(node_id)
-            if refs is None or not refs.images:
+        refs = []
+        for node_id in plan.outputs:
+            output = entry.outputs.get(node_id)
+            if output is None or not output.images:
                 raise MalformedResponse(f"ComfyUI's history has no image from {plan.graph.title(node_id)}")
-            png = await self.client.view(refs.images[0])
-            if isinstance(request, UpscaleRequest):
-                images.append(results.upscaled(request, png))
-                continue
-            text = infotext.generation(request, plan, seed=plan.seeds[i], version=self.version)
-            images.append(results.image_out(png, seed=plan.seeds[i], infotext=text))
-        return images
+            refs.append(output.images[0])
+        pngs = await asyncio.gather(*(self.client.view(ref) for ref in refs))
+        if isinstance(request, UpscaleRequest):
+            return [results.upscaled(request, png) for png in pngs]
+        return [
+            results.image_out(png, seed=seed, infotext=infotext.generation(request, plan, seed=seed,
+                                                                            version=self.version))
+            for png, seed in zip(pngs, plan.seeds, strict=True)
+        ]
 
     def _parameters(self, request: GenerationTask, plan: workflows.Plan, run: _Run) -> dict[str, object]:
         if isinstance(request, UpscaleRequest) or plan.names is None:
