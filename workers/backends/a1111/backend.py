@@ -93,8 +93,7 @@ class A1111Backend:
 
     async def health(self) -> None:
         if self.flavour == Flavour.SDNEXT:
-            await self.client.sdnext_version()  # free there; /progress is rate-limited
-            await self.client.internal_progress(id_live_preview=-1)
+            await self.client.internal_progress(id_live_preview=-1)  # free there; /progress is rate-limited
         else:
             await self.client.progress(skip_current_image=True)
 
