@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -200,8 +201,9 @@ async def simulated_worker(member: PoolMember, info: WorkerInfo, load: Load) -> 
             if claimed is None:
                 for lane in member.lanes_for(info)[0]:
                     load.empty_looks.setdefault(lane, []).append(time.time())
-                with_timeout = asyncio.wait_for(wake.wait(), 0.5)
-                await asyncio.gather(with_timeout, return_exceptions=True)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.5):
+                        await wake.wait()
                 continue
             load.pick_ms.append((time.perf_counter() - began) * 1000)
             meta = claimed.meta

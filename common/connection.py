@@ -33,7 +33,10 @@ from common.queue.keys import Keys
 from common.settings import ConfigurationError, Settings
 
 EXAMPLE = "redis://HOST:6379/0"
-SOCKET_TIMEOUT_S = 10.0  # no blocking read of Easel's waits this long; a reply that does is a dead path
+KEEPALIVE: dict[int, int] = {  # a vanished peer is noticed in about 25 s (Linux; elsewhere the system's defaults)
+    getattr(socket, name): value for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
+    if hasattr(socket, name)
+}
 PROBE_S = 2.0  # how long the look at a server that timed out or hung up may take
 _FAILURES = (redis_errors.RedisError, OSError, asyncio.IncompleteReadError)  # what a connect and PING can raise
 
@@ -158,10 +161,10 @@ async def open_redis(settings: Settings, *, outage: Outage | None = None) -> Arq
                 replace(target, conn_retries=0), job_serializer=serialization.serialize,
                 job_deserializer=serialization.deserialize, default_queue_name=Keys(settings.redis_prefix).waiting,
             )
-            # Every later connection's reads time out, so a silently dead path (a blackholed link) is noticed.
-            redis.connection_pool.connection_kwargs.update(socket_timeout=SOCKET_TIMEOUT_S, socket_keepalive=True,
-                                                           health_check_interval=30)
-            await redis.connection_pool.disconnect()  # the connection of the first PING had no such timeout
+            # TCP keepalive notices a peer that vanished. No socket_timeout: redis-py 5 then sometimes swallows a
+            # task's cancellation; a dead path is bounded instead by Outage.call's own timeout per try.
+            redis.connection_pool.connection_kwargs.update(socket_keepalive=True, health_check_interval=30,
+                                                           socket_keepalive_options=KEEPALIVE)
             return redis
         except _FAILURES as exc:
             if not is_outage(exc):

@@ -1,4 +1,4 @@
-"""Read A1111 infotext (the PNG ``parameters`` text) — the format in ../shared/reference/webui-api.md section 3.
+"""Read and write A1111 infotext (the PNG ``parameters`` text) — the format in ../shared/reference/webui-api.md §3.
 
 Line 1.. : the prompt (may span lines); ``Negative prompt: ...`` (optional, may span lines); last line:
 ``Key: value, Key: value`` with values holding ``,`` ``:`` or newlines JSON-quoted.
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 # Same pattern A1111 uses (modules/infotext_utils.py re_param_code).
 _PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -70,3 +72,18 @@ def parse_infotext(text: str) -> Infotext:
         target.append(line)
     params = {key.strip(): _unquote(value) for key, value in matches}
     return Infotext("\n".join(prompt_lines).strip(), "\n".join(negative_lines).strip(), params)
+
+
+def _quote(value: Any) -> str:
+    text = str(value)
+    if "," not in text and ":" not in text and "\n" not in text:
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def format_infotext(prompt: str, negative_prompt: str, params: Mapping[str, Any]) -> str:
+    """``prompt\nNegative prompt: ...\nKey: value, ...`` as A1111 writes it: None values skipped, values holding
+    ``,`` ``:`` or newlines JSON-quoted, numbers as ``str()`` gives them; ``params`` in the order to write."""
+    line = ", ".join(f"{key}: {_quote(value)}" for key, value in params.items() if value is not None)
+    negative = f"\nNegative prompt: {negative_prompt}" if negative_prompt else ""
+    return f"{prompt}{negative}\n{line}"

@@ -27,6 +27,7 @@ T = TypeVar("T")
 
 FIRST_DELAY_S = 0.1
 MAX_DELAY_S = 2.0
+TRY_TIMEOUT_S = 10.0  # one try that takes this long is a dead path (no call here blocks in Redis for longer)
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,16 @@ def is_outage(exc: BaseException) -> bool:
         return "SSL" not in str(exc) and "certificate" not in str(exc).lower()
     # redis-py lets a few raw socket errors through (e.g. a reset while reading a reply); OSError covers them
     return isinstance(exc, ConnectionError | TimeoutError | asyncio.IncompleteReadError)
+
+
+async def bounded(work: Awaitable[T], timeout_s: float = TRY_TIMEOUT_S) -> T:
+    """One Redis call that may not take longer than ``timeout_s`` (TimeoutError, an outage, if it does).
+
+    ``asyncio.timeout``, not ``wait_for``: on Python 3.11 ``wait_for`` swallows a cancellation that arrives as the
+    awaited call completes, which left a worker's progress watcher running after its generation had ended.
+    """
+    async with asyncio.timeout(timeout_s):
+        return await work
 
 
 class Outage:
@@ -57,12 +68,15 @@ class Outage:
     def down(self) -> bool:
         return self.since is not None
 
-    async def call(self, work: Callable[[], Awaitable[T]]) -> T:
-        """``await work()``, retried while Redis is unreachable; raises QueueUnreachable after ``limit_s``."""
+    async def call(self, work: Callable[[], Awaitable[T]], *, timeout_s: float = TRY_TIMEOUT_S) -> T:
+        """``await work()``, retried while Redis is unreachable; raises QueueUnreachable after ``limit_s``.
+
+        Each try is bounded by ``timeout_s``: a link that swallows packets is an outage too.
+        """
         delay = FIRST_DELAY_S
         while True:
             try:
-                result = await work()
+                result = await bounded(work(), timeout_s)
             except Exception as exc:
                 if not is_outage(exc):
                     raise

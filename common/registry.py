@@ -34,6 +34,7 @@ class CheckpointInfo(BaseModel):
     model_name: str = Field(description="File stem, e.g. `v1-5-pruned-emaonly`.")
     hash: str | None = Field(default=None, description="10-hex-digit short sha256, once computed.")
     filename: str | None = None
+    architecture: str | None = Field(default=None, description="`sd15` or `sdxl` when it can be known.")
 
     def matches(self, query: str) -> bool:
         """True if ``query`` is any of the names A1111 accepts for this checkpoint (case-insensitive)."""
@@ -52,6 +53,9 @@ class WorkerInfo(BaseModel):
     name: str
     node: str = Field(description="Host the worker runs on.")
     webui_url: str
+    backend: str | None = Field(default=None, description="API kind of its server: `a1111` or `comfyui`.")
+    flavour: str | None = Field(default=None, description="`a1111`, `forge`, `forge-neo`, `sdnext` or `comfyui`.")
+    backend_version: str | None = Field(default=None, description="The server's version, when it tells.")
     gpu: str | None = Field(default=None, description="GPU name, when the WebUI reports it.")
     state: WorkerState = WorkerState.STARTING
     current_task: str | None = None
@@ -62,6 +66,8 @@ class WorkerInfo(BaseModel):
     schedulers: list[str] = Field(default_factory=list, description="Scheduler names and labels.")
     upscalers: list[str] = Field(default_factory=list, description="Upscaler names (incl. latent modes).")
     loras: list[str] = Field(default_factory=list, description="LoRA names and aliases.")
+    node_classes: list[str] = Field(default_factory=list, description="ComfyUI node classes it can run.")
+    models: dict[str, list[str]] = Field(default_factory=dict, description="ComfyUI model files by folder.")
     tasks_done: int = 0
     checkpoint_loads: int = Field(default=0, description="Checkpoint switches since the worker started.")
     seconds_per_work: float | None = Field(default=None, description="This worker's average speed (s per work unit).")

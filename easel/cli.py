@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("ids", nargs="+", metavar="ID")
     cancel.add_argument("--by", default="an operator", help="who cancels (shown to the owner)")
 
-    stub = commands.add_parser("stub-webui", help="run the A1111-compatible stand-in WebUI (no GPU needed)")
+    stub = commands.add_parser("stub-webui", help="run a stand-in WebUI: A1111, Forge Neo, SD.Next or ComfyUI (no GPU)")
+    stub.add_argument("--flavor", choices=("a1111", "forge-neo", "sdnext", "comfyui"), default="a1111",
+                      help="which server it stands in for (default a1111)")
     stub.add_argument("--host", default="127.0.0.1")
     stub.add_argument("--port", type=int, default=7860)
     stub.add_argument("--step-ms", type=float, default=30.0, help="time per sampling step (default 30)")
@@ -132,10 +134,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             return admin.cancel(settings, args.ids, args.by)
         return (admin.workers if args.command == "workers" else admin.queue)(settings, args.json)
     if args.command == "stub-webui":
-        from webui_stub.engine import StubConfig
-        from webui_stub.server import run as run_stub
+        from easel.stubs import run_stub
 
-        run_stub(args.host, args.port, StubConfig(step_ms=args.step_ms, load_ms=args.load_ms))
+        run_stub(args.flavor, args.host, args.port, step_ms=args.step_ms, load_ms=args.load_ms)
         return 0
     if args.command == "submit":
         from easel.submit import submit

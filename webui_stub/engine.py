@@ -14,13 +14,15 @@ import json
 import random
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from PIL import Image
 
 from webui_stub import catalog, draw
+from webui_stub.controls import Stats
+from webui_stub.flavours import A1111, Flavour
 from webui_stub.infotext import format_infotext
 from webui_stub.requests import ExtrasRequest, GenerationRequest, Img2ImgRequest, Txt2ImgRequest
 
@@ -39,6 +41,7 @@ class StubConfig:
     load_ms: float = 1000.0
     preview_every: int = 10  # A1111's show_progress_every_n_steps default
     checkpoint: str = catalog.CHECKPOINTS[0]["title"]
+    flavour: Flavour = A1111
 
 
 @dataclass
@@ -64,18 +67,6 @@ class State:
         return {k: getattr(self, k) for k in keys}
 
 
-@dataclass
-class Stats:
-    """Counters for tests and benchmarks (not part of A1111's API)."""
-
-    generations: int = 0
-    busy_s: float = 0.0
-    loads: int = 0
-    first_start: float | None = None
-    last_end: float | None = None
-    requests: list[str] = field(default_factory=list)
-
-
 class Engine:
     def __init__(self, config: StubConfig) -> None:
         self.config = config
@@ -93,7 +84,9 @@ class Engine:
             "show_progress_every_n_steps": config.preview_every,
             "CLIP_stop_at_last_layers": 1,
             "eta_noise_seed_delta": 0,
+            **config.flavour.extra_options,
         }
+        self.flavour = config.flavour
 
     # --- options and checkpoints -------------------------------------------------------------------------
 
@@ -105,8 +98,9 @@ class Engine:
                 checkpoint = catalog.find_checkpoint(str(value))
                 if checkpoint is None:
                     raise StubHTTPError(500, "RuntimeError", f"model {value!r} not found")
-                async with self.lock:  # A1111 loads synchronously under the queue lock
-                    await self._load(checkpoint["title"])
+                if not self.flavour.lazy_checkpoint:  # Forge only selects it; the next generation loads it
+                    async with self.lock:  # A1111 loads synchronously under the queue lock
+                        await self._load(checkpoint["title"])
                 value = checkpoint["title"]
             self.options[key] = value
 
@@ -141,6 +135,10 @@ class Engine:
             final, seed = state.preview_source
             preview = draw.partial(final, seed, state.preview_step / max(1, state.sampling_steps))
             image = base64.b64encode(draw.encode_png(preview)).decode()
+        if self.flavour.sdnext:
+            return {"id": state.job_timestamp, "progress": round(progress, 2),
+                    "eta_relative": round(elapsed / progress - elapsed, 2), "state": state.public(),
+                    "current_image": image, "textinfo": None}
         return {
             "progress": progress,
             "eta_relative": elapsed / progress - elapsed,
@@ -148,6 +146,19 @@ class Engine:
             "current_image": image,
             "textinfo": None,
         }
+
+    def internal_progress(self, id_live_preview: int) -> dict[str, Any]:
+        """SD.Next's ``/internal/progress`` for id_task "undefined": whatever job runs."""
+        state = self.state
+        active = state.job_count > 0
+        answer = self.progress(skip_current_image=not active or id_live_preview == -1)
+        image = answer.pop("current_image")
+        return {"job": state.job, "textinfo": None, "active": active, "queued": False, "paused": False,
+                "completed": False, "debug": False, "step": state.sampling_step, "steps": max(1, state.sampling_steps),
+                "batch_no": state.job_no, "batch_count": state.job_count, "progress": answer["progress"],
+                "eta": answer["eta_relative"] if active else None,
+                "live_preview": f"data:image/png;base64,{image}" if image else None,
+                "id_live_preview": state.preview_step}
 
     # --- generation --------------------------------------------------------------------------------------
 
@@ -168,7 +179,7 @@ class Engine:
         checkpoint = self._checkpoint_for(request)
         await self._load(checkpoint["title"])
         seed = request.seed if request.seed not in (-1, None) else random.randrange(4294967294)
-        sampler, scheduler_label = resolve_sampler(request)
+        sampler, scheduler_label = resolve_sampler(request, strict=self.flavour.sdnext)
         batch_size = request.batch_size
         if init is not None:
             if len(init) > batch_size:
@@ -210,6 +221,9 @@ class Engine:
         return {"images": encoded, "parameters": request.echo(), "info": json.dumps(info)}
 
     def _checkpoint_for(self, request: GenerationRequest) -> dict[str, Any]:
+        for key in request.override_settings or {}:
+            if key not in self.options:  # opts.set on a key the server does not have
+                raise StubHTTPError(500, "KeyError", repr(key))
         override = (request.override_settings or {}).get("sd_model_checkpoint")
         found = catalog.find_checkpoint(str(override)) if override else None  # unknown overrides are dropped
         return found or catalog.find_checkpoint(self.options["sd_model_checkpoint"]) or catalog.CHECKPOINTS[0]
@@ -253,6 +267,8 @@ class Engine:
     def _infotext(
         self, request: GenerationRequest, checkpoint: dict[str, Any], sampler: str, scheduler: str, seed: int
     ) -> str:
+        if self.flavour.sdnext:
+            return self._sdnext_infotext(request, checkpoint, sampler, seed)
         params: dict[str, Any] = {
             "Steps": request.steps,
             "Sampler": sampler,
@@ -271,10 +287,28 @@ class Engine:
             extra["Hires upscale"] = request.hr_scale
             extra["Hires steps"] = request.hr_second_pass_steps or None
             extra["Hires upscaler"] = request.hr_upscaler
+            if self.flavour.forge:
+                extra["Hires CFG Scale"] = request.hr_cfg
         hashes = lora_hashes(request.prompt)
         if hashes:
             extra["Lora hashes"] = hashes
-        return format_infotext(request.prompt, request.negative_prompt, params, extra, catalog.VERSION)
+        return format_infotext(request.prompt, request.negative_prompt, params, extra, self.flavour.version)
+
+    def _sdnext_infotext(self, request: GenerationRequest, checkpoint: dict[str, Any], sampler: str, seed: int) -> str:
+        """SD.Next's own keys (processing_info.py): no Schedule type; App, Pipeline and Operations."""
+        params: dict[str, Any] = {
+            "Steps": request.steps, "Size": f"{request.width}x{request.height}", "Sampler": sampler, "Seed": seed,
+            "CFG scale": request.cfg_scale, "Model": checkpoint["model_name"], "Model hash": checkpoint["hash"],
+        }
+        extra: dict[str, Any] = {"App": "SD.Next", "Pipeline": "StableDiffusionPipeline"}
+        if isinstance(request, Img2ImgRequest):
+            params["Denoising strength"] = request.denoising_strength
+        elif request.enable_hr:
+            params["Denoising strength"] = request.hr_denoising_strength or request.denoising_strength
+            extra["Hires upscale"] = request.hr_scale
+            extra["Hires upscaler"] = request.hr_upscaler
+        extra["Operations"] = "img2img" if isinstance(request, Img2ImgRequest) else "txt2img"
+        return format_infotext(request.prompt, request.negative_prompt, params, extra, self.flavour.version)
 
     def _info(
         self,
@@ -318,7 +352,7 @@ class Engine:
             "job_timestamp": self.state.job_timestamp,
             "clip_skip": 1,
             "is_using_inpainting_conditioning": False,
-            "version": catalog.VERSION,
+            "version": self.flavour.version,
         }
 
     # --- extras ------------------------------------------------------------------------------------------
@@ -341,9 +375,17 @@ class Engine:
         return {"html_info": html, "image": base64.b64encode(draw.encode_png(result)).decode()}
 
 
-def resolve_sampler(request: GenerationRequest) -> tuple[str, str]:
-    """(sampler, schedule type label) as A1111 1.9+ resolves them: unknown samplers fall back to DPM++ 2M."""
+def resolve_sampler(request: GenerationRequest, *, strict: bool = False) -> tuple[str, str]:
+    """(sampler, schedule type label) as A1111 1.9+ resolves them: unknown samplers fall back to DPM++ 2M.
+
+    ``strict`` (SD.Next): an unknown sampler is a 404 instead, after a case-insensitive lookup.
+    """
     name = request.sampler_name or request.sampler_index or "Euler"
+    if strict:
+        found = next((s["name"] for s in catalog.SAMPLERS if s["name"].lower() == name.lower()), None)
+        if found is None:
+            raise StubHTTPError(404, "HTTPException", "404: Sampler not found", detail="Sampler not found")
+        name = found
     scheduler = catalog.find_scheduler(request.scheduler) if request.scheduler else None
     if catalog.find_sampler(name) is None:
         head, _, tail = name.rpartition(" ")

@@ -49,6 +49,7 @@ class Txt2ImgRequest(_Generation):
     hr_resize_x: int = 0
     hr_resize_y: int = 0
     hr_cfg: float = 1.0
+    hr_denoising_strength: float = 0.0  # SD.Next's name; 0 = denoising_strength
     firstphase_width: int = 0
     firstphase_height: int = 0
 

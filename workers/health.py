@@ -8,7 +8,7 @@ import contextlib
 import logging
 
 from common.errors import QueueUnreachable
-from common.outage import Outage, is_outage
+from common.outage import Outage, bounded, is_outage
 from common.registry import WorkerState
 from workers.startup import WorkerContext, discover
 from workers.webui.errors import WebUIError
@@ -38,7 +38,7 @@ async def heartbeat_loop(wctx: WorkerContext, outage: Outage) -> None:
     while True:
         await check_health(wctx)
         try:
-            await wctx.source.heartbeat(wctx.info)
+            await bounded(wctx.source.heartbeat(wctx.info))
             outage.succeeded()
         except Exception as exc:
             if is_outage(exc):

@@ -19,7 +19,7 @@ from collections.abc import Awaitable
 
 from common.errors import FailureCode, QueueUnreachable, TaskFailed
 from common.events import EventType, TaskEvent
-from common.outage import Outage, is_outage
+from common.outage import Outage, bounded, is_outage
 from common.queue import messages
 from common.queue.models import Claimed
 from common.registry import WorkerState
@@ -63,7 +63,8 @@ class WorkerLoop:
                         await self._run(claimed)
                         continue  # look for the next task at once: the GPU should not idle
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.worker_poll_s)
+                    async with asyncio.timeout(self.settings.worker_poll_s):
+                        await self._wake.wait()
             if self.draining:
                 log.info("drained: no task left, stopping")
         finally:
@@ -169,7 +170,7 @@ class WorkerLoop:
                 continue
             claimed, task = current
             try:
-                lost = await self.source.renew([claimed.task_id], self.wctx.info)
+                lost = await bounded(self.source.renew([claimed.task_id], self.wctx.info))
                 self.outage.succeeded()
             except Exception as exc:
                 if not is_outage(exc):
@@ -214,7 +215,7 @@ class WorkerLoop:
 
     async def _quietly(self, work: Awaitable[object]) -> None:
         try:
-            await work
+            await bounded(work)
         except Exception as exc:
             if not is_outage(exc):
                 raise

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from common import serialization
 from common.errors import TaskFailed
 from common.events import EventStream, TaskEvent
-from common.outage import FIRST_DELAY_S, MAX_DELAY_S, is_outage
+from common.outage import FIRST_DELAY_S, MAX_DELAY_S, bounded, is_outage
 from common.queue import messages
 from common.queue.blobs import Blobs, from_payload
 from common.queue.fairness import Speeds
@@ -180,4 +180,4 @@ class PoolMember:
                 delay = min(MAX_DELAY_S, delay * 2)
             finally:  # bounded: a connection cut mid-read must not hold up the worker's shutdown
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(pubsub.aclose(), timeout=2)
+                    await bounded(pubsub.aclose(), 2)

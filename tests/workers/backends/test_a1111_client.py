@@ -15,8 +15,9 @@ from PIL import Image
 from common.images import read_infotext
 from common.infotext import parse_infotext
 from tests.conftest import StubServer, png_bytes
-from workers.webui.client import WebUIClient
-from workers.webui.errors import (
+from workers.backends.a1111.client import WebUIClient
+from workers.backends.a1111.models import ExtrasPayload, Img2ImgPayload, Txt2ImgPayload, encode_image
+from workers.backends.errors import (
     BackendRejected,
     BackendServerError,
     BackendTimeout,
@@ -24,7 +25,6 @@ from workers.webui.errors import (
     MalformedResponse,
     OutOfMemory,
 )
-from workers.webui.models import ExtrasPayload, Img2ImgPayload, Txt2ImgPayload, encode_image
 
 
 def payload(**overrides: object) -> Txt2ImgPayload:

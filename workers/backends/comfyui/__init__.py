@@ -1,0 +1,1 @@
+"""The ComfyUI backend: built-in API-format workflows, the WebSocket for progress, the history for results."""
