@@ -3,6 +3,7 @@ FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY common ./common
+COPY jobs ./jobs
 COPY workers ./workers
 COPY bot ./bot
 COPY easel ./easel

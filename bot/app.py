@@ -21,10 +21,10 @@ from bot.delivery import Delivery
 from bot.keys import owner_of
 from bot.views import ImageButton, JobButton, cancel_view
 from common.errors import EaselError, InvalidRequest
-from common.jobs.service import JobService
 from common.models import GenerationRequest
 from common.settings import Settings
 from common.tasks import JobRecord, Origin
+from jobs.service import JobService
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ class EaselBot(commands.Bot):
             self._delivering.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._delivering
+        await self.delivery.close()
         await super().close()
 
     # --- shared by cogs and buttons -------------------------------------------------------------------------
@@ -79,7 +80,7 @@ class EaselBot(commands.Bot):
         self._check_cooldown(interaction.user.id)
         self._check_words(tasks)
         origin = Origin(source="discord", guild_id=interaction.guild_id, channel_id=interaction.channel_id)
-        record = await self.jobs.submit(owner_of(interaction.user.id), origin, tasks, spec=spec,
+        record = await self.jobs.recording.submit(owner_of(interaction.user.id), origin, tasks, spec=spec,
                                         priority=self._priority(interaction))
         self._last_job[interaction.user.id] = time.monotonic()
         message = await self.post_job(interaction, record)
@@ -110,11 +111,11 @@ class EaselBot(commands.Bot):
         """Post the job's own message (with the bot token, so it can be completed whenever the job ends)."""
         channel = interaction.channel
         assert isinstance(channel, discord.abc.Messageable)
-        detail = await self.jobs.job(record.job_id)
-        message = await channel.send(render.content(detail, render.LiveState()), view=cancel_view(record.job_id))
+        detail = await self.jobs.store.job(record.job_id)
+        message = await channel.send(render.content(detail), view=cancel_view(record.job_id))
         origin = Origin(source="discord", guild_id=interaction.guild_id, channel_id=message.channel.id,
                         message_id=message.id)
-        await self.jobs.set_origin(record.job_id, origin)
+        await self.jobs.store.set_origin(record.job_id, origin)
         self.delivery.schedule(record.job_id)
         return message
 

@@ -1,9 +1,10 @@
 """Keep every job's Discord message in step with the job, through the bot token (works after the 15-minute
 interaction token is gone, and after a restart: the message ids live in the job store).
 
-Events come from the stream through the ``bot`` consumer group, so a bot that was down catches up on start.
-Edits are coalesced per message and sent at most once every ``discord_edit_interval_s``; an edit that would
-not change the message is not sent.
+Events come from the stream through the ``bot`` consumer group, so a bot that was down catches up on start; the live
+state of each job (places in line, ETAs, progress, previews) is kept by the job layer's tracker. Edits are coalesced
+per message and sent at most once every ``discord_edit_interval_s``; an edit that would not change the message is not
+sent. Redis outages are waited out; afterwards delivery catches up (stores what arrived, puts back what was lost).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import io
 import logging
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -20,9 +22,11 @@ from PIL import Image
 from bot import render
 from bot.keys import MAX_FILES
 from bot.views import job_view
+from common.errors import EaselError, NotFound, QueueUnreachable
 from common.events import TERMINAL, EventConsumer, EventType, TaskEvent
-from common.jobs.service import JobService
-from common.jobs.views import JobDetail
+from jobs.models import JobDetail, TaskStatus
+from jobs.service import JobService
+from jobs.tracker import JobTracker
 
 if TYPE_CHECKING:
     from bot.app import EaselBot
@@ -37,45 +41,58 @@ class Delivery:
         self.bot = bot
         self.jobs = jobs
         self.interval_s = interval_s
-        self.live: dict[str, render.LiveState] = {}
+        self.trackers: dict[str, JobTracker] = {}  # jobs with a message, while they run
+        self._preview_sent: dict[str, bytes] = {}  # job id -> the preview its message shows
         self._last: dict[str, tuple[float, str]] = {}  # job id -> (when, what) of the last edit
         self._flushing: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()
         self.consumer = EventConsumer(jobs.client.redis, jobs.client.keys, group="bot")
+        self.outage = jobs.outage("bot delivery")
+        self._caught_up_after = -1  # the outage count when delivery last caught up
 
     async def run(self) -> None:
-        await self.consumer.ensure_group(from_start=False)
-        await self.jobs.reconcile()
         while True:
             try:
-                for entry_id, event in await self.consumer.read(block_ms=1000):
+                if self._caught_up_after != self.outage.outages:
+                    await self._catch_up()
+                for entry_id, event in await self.outage.call(partial(self.consumer.read, block_ms=1000)):
                     await self.handle(event)
-                    await self.consumer.ack(entry_id)
+                    await self.outage.call(partial(self.consumer.ack, entry_id))
             except asyncio.CancelledError:
                 raise
+            except QueueUnreachable as exc:  # the bot stays up: keep waiting, with a fresh limit
+                log.error("%s; delivery keeps waiting for it", exc)
+                self.outage, self.trackers = self.jobs.outage("bot delivery"), {}
             except Exception:  # one bad event or a Discord hiccup must not stop delivery
                 log.exception("delivery step failed")
                 await asyncio.sleep(1)
 
+    async def _catch_up(self) -> None:
+        """At start and after an outage: the consumer group exists (Redis may have come back empty), results that
+        arrived meanwhile are stored, and tasks the queue lost are put back."""
+        await self.outage.call(partial(self.consumer.ensure_group, from_start=False))
+        await self.outage.call(self.jobs.recording.reconcile)
+        self._caught_up_after = self.outage.outages
+
     async def handle(self, event: TaskEvent) -> None:
-        state = self.live.setdefault(event.job_id, render.LiveState())
-        if event.type == EventType.PROGRESS and event.step is not None:
-            state.steps[event.task_id] = (event.step, event.steps or 0)
-            if event.has_preview:
-                state.preview = await self.jobs.client.events.preview(event.task_id) or state.preview
-        elif event.type in (EventType.STARTED, EventType.SWITCHING):
-            state.running.add(event.task_id)
-        elif event.type == EventType.QUEUED:
-            state.positions[event.task_id] = event.position
+        tracker = self.trackers.get(event.job_id)
+        if tracker is not None:
+            await tracker.apply(event)
         if event.type in TERMINAL:
-            state.steps.pop(event.task_id, None)
-            state.running.discard(event.task_id)
-            await self.jobs.sync(event.job_id)
+            await self.outage.call(partial(self.jobs.recording.sync, event.job_id))
         self.schedule(event.job_id, urgent=event.type in TERMINAL)
         if event.type in (EventType.STARTED, *TERMINAL):  # the line moved: waiting jobs show their new place
-            for job_id, other in list(self.live.items()):
-                if job_id != event.job_id and not other.running and not other.steps:
+            for job_id, other in list(self.trackers.items()):
+                if job_id != event.job_id and all(t.status != TaskStatus.RUNNING for t in other.view.tasks.values()):
                     self.schedule(job_id)
+
+    async def close(self) -> None:
+        """Stop the pending edits (they may be waiting out an outage): nothing of delivery outlives the bot."""
+        flushing = [task for task in self._flushing.values() if not task.done()]
+        for task in flushing:
+            task.cancel()
+        await asyncio.gather(*flushing, return_exceptions=True)
+        self._flushing.clear()
 
     def schedule(self, job_id: str, *, urgent: bool = False) -> None:
         """Render the job's message soon, coalescing whatever else happens meanwhile (one flusher per job)."""
@@ -93,47 +110,61 @@ class Delivery:
                 await self.refresh(job_id)
             except discord.HTTPException as exc:
                 log.warning("could not update the message of job %s: %s", job_id, exc)
+            except EaselError as exc:  # e.g. the job was deleted, or Redis stayed away too long
+                log.warning("could not follow job %s: %s", job_id, exc)
+                self.trackers.pop(job_id, None)
 
     async def refresh(self, job_id: str) -> None:
         """Edit the job's message to show where the job is now."""
-        origin = await self.jobs.origin(job_id)
+        try:
+            origin = await self.jobs.store.origin(job_id)
+        except NotFound:
+            return  # a job of another front end's store
         if origin.channel_id is None or origin.message_id is None:
             return  # not a Discord job, or its message is not posted yet
-        detail = await self.jobs.job(job_id)
-        state = self.live.setdefault(job_id, render.LiveState())
-        if detail.status in ("queued", "running"):
-            await self._estimate(detail, state)
-        text = render.content(detail, state)
-        finished = detail.status not in ("queued", "running")
-        new_preview = not finished and state.preview is not None and state.preview is not state.preview_sent
+        detail = await self._current(job_id)
+        live = self.trackers[job_id].view if job_id in self.trackers else None
+        text = render.content(detail, live)
+        finished = not detail.status.pending
+        preview = live.preview if live is not None else None
+        new_preview = not finished and preview is not None and preview is not self._preview_sent.get(job_id)
         if self._last.get(job_id, (0.0, ""))[1] == text and not finished and not new_preview:
             return
         message = self.bot.get_partial_messageable(origin.channel_id).get_partial_message(origin.message_id)
         kwargs: dict[str, Any] = {"content": text}
-        if new_preview and state.preview is not None:  # watch it render: the sampler's picture so far
-            kwargs["attachments"] = [discord.File(io.BytesIO(state.preview), filename="preview.jpg")]
-            state.preview_sent = state.preview
+        if new_preview and preview is not None:  # watch it render: the sampler's picture so far
+            kwargs["attachments"] = [discord.File(io.BytesIO(preview), filename="preview.jpg")]
+            self._preview_sent[job_id] = preview
         if finished:
             kwargs["attachments"] = await self._files(detail, origin.guild_id, origin.channel_id)
             kwargs["view"] = job_view(detail)
         await message.edit(**kwargs)
         self._last[job_id] = (time.monotonic(), text)
         if finished:
-            self.live.pop(job_id, None)
+            self.trackers.pop(job_id, None)
+            self._preview_sent.pop(job_id, None)
 
-    async def _estimate(self, detail: JobDetail, state: render.LiveState) -> None:
-        pending = [t.id for t in detail.tasks if t.status in ("queued", "running")]
-        estimates = await self.jobs.client.estimates()
-        starts = [start for t in pending if t in estimates and (start := estimates[t].start_ms) is not None]
-        state.positions.update({t: estimates[t].position for t in pending if t in estimates})
-        state.eta_ms = min(starts) if starts else None
+    async def _current(self, job_id: str) -> JobDetail:
+        """The job as stored, its tracker refreshed while it runs; an ending the tracker found (an event we missed)
+        is stored first, so the message completes."""
+        detail = await self.jobs.store.job(job_id)
+        if not detail.status.pending:
+            return detail
+        tracker = self.trackers.get(job_id)
+        if tracker is None:
+            tracker = self.trackers[job_id] = self.jobs.track(detail, outage=self.outage)
+        await tracker.refresh()
+        if any(tracker.view.tasks[t.id].done for t in detail.tasks if t.status.pending):
+            await self.outage.call(partial(self.jobs.recording.sync, job_id))
+            detail = await self.jobs.store.job(job_id)
+        return detail
 
     async def _files(self, detail: JobDetail, guild_id: int | None, channel_id: int) -> list[discord.File]:
         limit = self._upload_limit(guild_id)
         spoiler = await self._spoilers(channel_id)
         files = []
         for image in [i for i in detail.images if not i.deleted][:MAX_FILES]:
-            data = await self.jobs.image_bytes(image.id)
+            data = await self.jobs.store.image_bytes(image.id)
             name = f"{image.id.replace('.', '_')}.png"
             if len(data) > limit:
                 data, name = await asyncio.to_thread(shrink, data, limit), name.replace(".png", ".jpg")
@@ -142,7 +173,7 @@ class Delivery:
 
     async def _spoilers(self, channel_id: int) -> bool:
         """The channel asked for spoilers, and is not age-restricted (where they would only get in the way)."""
-        if not (await self.jobs.channel_settings(channel_id)).spoilers:
+        if not (await self.jobs.store.channel_settings(channel_id)).spoilers:
             return False
         channel = self.bot.get_channel(channel_id)
         return not (isinstance(channel, discord.TextChannel) and channel.is_nsfw())

@@ -10,8 +10,8 @@ import yarl
 from discord.gateway import DiscordWebSocket
 
 from bot.app import EaselBot
-from common.jobs.service import JobService
 from common.settings import Settings
+from jobs.service import JobService
 
 
 def point_at(settings: Settings) -> None:

@@ -5,23 +5,9 @@ Pure functions of the job's state, so unchanged state renders the same text and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from common.jobs.views import JobDetail
+from jobs.models import JobDetail, JobStatus, LiveJob, TaskStatus
 
 BAR = 12
-
-
-@dataclass
-class LiveState:
-    """What the event stream told us about a job's tasks since its last render."""
-
-    steps: dict[str, tuple[int, int]] = field(default_factory=dict)  # task id -> (step, steps)
-    positions: dict[str, int | None] = field(default_factory=dict)
-    eta_ms: int | None = None
-    running: set[str] = field(default_factory=set)
-    preview: bytes | None = None  # the newest progress preview (small JPEG)
-    preview_sent: bytes | None = None  # the one the message shows
 
 
 def bar(fraction: float) -> str:
@@ -36,28 +22,32 @@ def headline(detail: JobDetail) -> str:
     return f"**{detail.action}** `{detail.id}`{parent}\n> {what[:300]}"
 
 
-def status_line(detail: JobDetail, live: LiveState) -> str:
+def status_line(detail: JobDetail, live: LiveJob | None) -> str:
     total = len(detail.tasks)
-    done = sum(1 for t in detail.tasks if t.status == "done")
-    failed = [t for t in detail.tasks if t.status in ("failed", "cancelled")]
-    if detail.status == "done":
+    done = sum(1 for t in detail.tasks if t.status == TaskStatus.DONE)
+    failed = [t for t in detail.tasks if t.status in (TaskStatus.FAILED, TaskStatus.CANCELLED)]
+    if detail.status == JobStatus.DONE:
         return f"✅ done: {sum(len(t.images) for t in detail.tasks)} image(s)"
-    if detail.status in ("failed", "cancelled", "partial"):
-        reasons = sorted({t.error or t.status for t in failed})
-        head = {"failed": "❌ failed", "cancelled": "🚫 cancelled", "partial": f"⚠️ {done}/{total} done"}[detail.status]
+    if not detail.status.pending:
+        reasons = sorted({t.error or t.status.value for t in failed})
+        head = {JobStatus.FAILED: "❌ failed", JobStatus.CANCELLED: "🚫 cancelled",
+                JobStatus.PARTIAL: f"⚠️ {done}/{total} done"}[detail.status]
         return f"{head}: " + "; ".join(reasons)[:500]
-    if live.steps:
-        step, steps = max(live.steps.values(), key=lambda s: s[0] / max(1, s[1]))
-        fraction = (done + step / max(1, steps)) / total
-        tasks = f" · task {done + 1}/{total}" if total > 1 else ""
-        return f"🎨 rendering {bar(fraction)} step {step}/{steps}{tasks}"
-    if live.running:
+    tasks = list(live.tasks.values()) if live else []
+    rendering = [t for t in tasks if t.status == TaskStatus.RUNNING and t.steps]
+    if rendering:
+        task = max(rendering, key=lambda t: t.step / max(1, t.steps))
+        fraction = (done + task.step / max(1, task.steps)) / total
+        of = f" · task {done + 1}/{total}" if total > 1 else ""
+        return f"🎨 rendering {bar(fraction)} step {task.step}/{task.steps}{of}"
+    if any(t.status == TaskStatus.RUNNING for t in tasks):
         return "🎨 starting" + (f" · {done}/{total} done" if total > 1 else "")
-    waiting = [p for p in live.positions.values() if p]
+    waiting = [t.position for t in tasks if t.status == TaskStatus.QUEUED and t.position]
     place = f"#{min(waiting)} in line" if waiting else "queued"
-    eta = f", starts <t:{live.eta_ms // 1000}:R>" if live.eta_ms else ""
+    eta = f", starts <t:{live.eta_ms // 1000}:R>" if live and live.eta_ms else ""
     return f"⏳ {place}{eta}" + (f" · {done}/{total} done" if done else "")
 
 
-def content(detail: JobDetail, live: LiveState) -> str:
+def content(detail: JobDetail, live: LiveJob | None = None) -> str:
+    """The message of a job: as stored, with the live view of its tasks while it runs."""
     return f"{headline(detail)}\n{status_line(detail, live)}"[:2000]

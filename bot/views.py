@@ -20,7 +20,7 @@ from bot.keys import (
     job_button,
     owner_of,
 )
-from common.jobs.views import JobDetail
+from jobs.models import JobDetail, TaskStatus
 
 if TYPE_CHECKING:
     from bot.app import EaselBot
@@ -36,7 +36,7 @@ def job_view(detail: JobDetail) -> discord.ui.View:
             view.add_item(ImageButton(image.id, action, label=f"{label}{n}", style=style, row=row))
     actions = [("reroll", "🎲 Reroll"), ("upkept", "Upscale kept"), ("delunkept", "Delete not kept"),
                ("params", "Parameters")]
-    if any(t.status in ("failed", "cancelled") for t in detail.tasks):
+    if any(t.status in (TaskStatus.FAILED, TaskStatus.CANCELLED) for t in detail.tasks):
         actions.insert(0, ("retry", "🔁 Retry"))
     for action, label in actions:
         view.add_item(JobButton(detail.id, action, label=label, row=4))
@@ -76,15 +76,16 @@ class ImageButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=IMAGE
         job_id = self.image_id.split(".")[0]
         if self.action in ("keep", "del"):
             if self.action == "keep":
-                await jobs.set_kept(actor, [self.image_id], True, moderator)
+                await jobs.curation.set_kept(actor, [self.image_id], True, moderator)
             else:
-                await jobs.delete_image(actor, self.image_id, moderator)
+                await jobs.curation.delete_image(actor, self.image_id, moderator)
             bot.delivery.schedule(job_id, urgent=True)
             return f"{'Kept' if self.action == 'keep' else 'Deleted'} `{self.image_id}`."
         if self.action == "up":
-            record = await jobs.upscale_image(actor, self.image_id, scale=UPSCALE_SCALE, moderator=moderator)
+            record = await jobs.curation.upscale_image(actor, self.image_id, scale=UPSCALE_SCALE, moderator=moderator)
         else:
-            record = await jobs.vary_image(actor, self.image_id, denoise=VARIATION_DENOISE, moderator=moderator)
+            record = await jobs.curation.vary_image(actor, self.image_id, denoise=VARIATION_DENOISE,
+                                                    moderator=moderator)
         await bot.post_job(interaction, record)
         return f"Queued job `{record.job_id}`."
 
@@ -108,23 +109,23 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=JOB_BUT
     async def _act(self, bot: EaselBot, interaction: discord.Interaction) -> str | None:
         jobs, actor, moderator = bot.jobs, owner_of(interaction.user.id), is_moderator(interaction)
         if self.action == "params":
-            detail = await jobs.job(self.job_id)
+            detail = await jobs.store.job(self.job_id)
             texts = [f"`{i.id}` seed {i.seed}\n```{i.infotext[:450]}```" for i in detail.images[:4]]
             return "\n".join(texts) or "No images yet."
-        detail = await jobs.job(self.job_id)
-        jobs.check_owner(detail, actor, moderator)
+        detail = await jobs.store.job(self.job_id)
+        jobs.store.check_owner(detail, actor, moderator)
         if self.action == "cancel":
             await jobs.client.cancel_job(self.job_id, by=interaction.user.display_name)
             return "Cancelling."
         if self.action == "delunkept":
-            count = await jobs.delete_not_kept(actor, self.job_id, moderator)
+            count = await jobs.curation.delete_not_kept(actor, self.job_id, moderator)
             bot.delivery.schedule(self.job_id, urgent=True)
             return f"Deleted {count} image(s) not kept."
         if self.action == "upkept":
-            record = await jobs.upscale_kept(actor, self.job_id, scale=UPSCALE_SCALE, moderator=moderator)
+            record = await jobs.curation.upscale_kept(actor, self.job_id, scale=UPSCALE_SCALE, moderator=moderator)
         elif self.action == "retry":
-            record = await jobs.retry_failed(actor, self.job_id, moderator)
+            record = await jobs.curation.retry_failed(actor, self.job_id, moderator)
         else:
-            record = await jobs.rerun(actor, self.job_id, moderator)
+            record = await jobs.curation.rerun(actor, self.job_id, moderator)
         await bot.post_job(interaction, record)
         return f"Queued job `{record.job_id}`."

@@ -1,13 +1,15 @@
 """``easel demo``: the whole path on this machine, with no configuration.
 
 Starts a Redis-protocol server (embedded Valkey unless ``REDIS_URL`` is set), the stub WebUI and one worker
-process; submits a sweep (3 prompts x 2 cfg values) through the same :class:`~common.queue.EaselClient` the bot
-uses, then an upscale of the first image; shows positions and progress live; writes the PNGs; prints a summary.
+process; submits a sweep (3 prompts x 2 cfg values) through the job service, as ``easel sweep`` does, then an
+upscale of the first image; shows positions and progress live; records both jobs in the job store
+(``EASEL_DATA_DIR``), writes the PNGs, prints a summary and the commands that curate what it made.
 """
 
 from __future__ import annotations
 
 import asyncio
+import getpass
 import signal
 import time
 from pathlib import Path
@@ -15,14 +17,13 @@ from types import FrameType
 
 from rich.console import Console
 
-from common.models import UpscaleRequest
-from common.queue import EaselClient
 from common.settings import Settings
-from common.sweep import expand, parse_axes
 from common.tasks import Origin
-from common.watch import JobView
 from easel.follow import follow, save_images, summary_table
+from easel.logs import show_warnings
 from easel.stack import LocalStack
+from jobs.models import JobDetail, TaskStatus
+from jobs.service import JobService
 
 PROMPTS = [
     "a lighthouse on a cliff at dusk, oil painting",
@@ -30,7 +31,9 @@ PROMPTS = [
     "a bowl of ramen, studio lighting",
 ]
 SWEEP = "cfg=5,9"
+SPEC = f"{' | '.join(PROMPTS)} :: {SWEEP}"
 BASE = {"kind": "txt2img", "prompt": PROMPTS[0], "steps": 12, "width": 384, "height": 384, "sampler": "DPM++ 2M"}
+DEMO = Origin(source="demo")
 
 
 def _interrupt_on_term() -> None:
@@ -46,7 +49,9 @@ def _interrupt_on_term() -> None:
 def demo(out: str | None, step_ms: float) -> int:
     _interrupt_on_term()
     console = Console()
-    out_dir = Path(out or Settings().output_dir)
+    show_warnings(console)
+    settings = Settings()
+    out_dir = Path(out or settings.output_dir)
     started = time.monotonic()
     console.print("[bold]Easel demo[/]: starting Redis, the stub WebUI and one worker...")
     with LocalStack(step_ms=step_ms, load_ms=300) as stack:
@@ -54,34 +59,45 @@ def demo(out: str | None, step_ms: float) -> int:
         console.print(f"  redis   {stack.redis_url} ({where}, prefix {stack.prefix})")
         console.print(f"  webui   {stack.webui_urls[0]} (stub)")
         console.print(f"  worker  {stack.worker_names[0]}")
-        views = asyncio.run(_run(stack.settings, console))
-    for view in views:
-        save_images(view, out_dir)
-    console.print(summary_table(views, out_dir))
-    failed = sum(t.result is None for v in views for t in v.tasks.values())
+        console.print(f"  store   {Path(settings.data_dir).absolute()} (the job store)")
+        stacked = settings.model_copy(update={"redis_url": stack.redis_url, "redis_prefix": stack.prefix})
+        details = asyncio.run(_run(stacked, console))
+    for detail in details:
+        save_images(detail, out_dir)
+    console.print(summary_table(details, out_dir))
+    tasks = [t for d in details for t in d.tasks]
+    failed = sum(t.status != TaskStatus.DONE for t in tasks)
     console.print(
-        f"{'[red]' if failed else '[green]'}{sum(len(v.tasks) for v in views) - failed} task(s) done, "
+        f"{'[red]' if failed else '[green]'}{len(tasks) - failed} task(s) done, "
         f"{failed} failed[/] in {time.monotonic() - started:.1f}s; images under {out_dir}"
     )
+    _next_steps(console, details)
     return 1 if failed else 0
 
 
-async def _run(settings: Settings, console: Console) -> list[JobView]:
-    async with EaselClient.connect(settings) as client:
-        tasks = expand(BASE, PROMPTS, parse_axes(SWEEP), limits=client.limits)
-        console.print(f"\n[bold]1. Sweep[/]: {len(PROMPTS)} prompts x {SWEEP} = {len(tasks)} tasks")
-        sweep = await _submit_and_follow(client, console, [r for _, r in tasks], [label for label, _ in tasks])
-        first = next((t.result for t in sweep.tasks.values() if t.result), None)
+async def _run(settings: Settings, console: Console) -> list[JobDetail]:
+    owner = f"cli:{getpass.getuser()}"  # the `--as` default of `easel jobs`: the demo's jobs are yours to curate
+    async with JobService.open(settings) as jobs:
+        console.print(f"\n[bold]1. Sweep[/]: {len(PROMPTS)} prompts x {SWEEP}")
+        after = await jobs.client.events.last_id()
+        record = await jobs.recording.submit_sweep(owner, DEMO, SPEC, BASE)
+        console.print(f"job [bold]{record.job_id}[/]: {len(record.task_ids)} task(s) queued")
+        sweep = await follow(jobs, record, after, console)
+        first = next(iter(sweep.images), None)
         if first is None:
             return [sweep]
-        console.print(f"\n[bold]2. Upscale[/] x2 of {first.task_id} (seed {first.images[0].seed})")
-        upscale = UpscaleRequest(image=first.images[0].png, upscaler="R-ESRGAN 4x+", scale=2.0)
-        upscaled = await _submit_and_follow(client, console, [upscale], [f"x2 of {first.task_id}"])
-        return [sweep, upscaled]
+        console.print(f"\n[bold]2. Upscale[/] x2 of image {first.id} (seed {first.seed})")
+        after = await jobs.client.events.last_id()
+        record = await jobs.curation.upscale_image(owner, first.id, scale=2.0, upscaler="R-ESRGAN 4x+")
+        console.print(f"job [bold]{record.job_id}[/] queued")
+        return [sweep, await follow(jobs, record, after, console)]
 
 
-async def _submit_and_follow(client: EaselClient, console: Console, requests: list, labels: list[str]) -> JobView:
-    after = await client.events.last_id()
-    record = await client.submit("cli:demo", Origin(source="demo"), requests, labels)
-    console.print(f"job [bold]{record.job_id}[/] queued")
-    return await follow(client, record, after, console)
+def _next_steps(console: Console, details: list[JobDetail]) -> None:
+    sweep = details[0].id
+    console.print("\n[bold]Next[/]: curate what you made (the jobs are recorded in the job store):")
+    for command, what in (("easel jobs ls", "your jobs"),
+                          (f"easel jobs show {sweep}", "the sweep's images, with their ids"),
+                          (f"easel jobs keep {sweep}.0.0", "keep an image (then: upscale-kept, export)"),
+                          ("easel web --local", "(coming: the web gallery)")):
+        console.print(f"  {command:<40} {what}", highlight=False)

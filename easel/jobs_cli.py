@@ -1,5 +1,10 @@
 """``easel sweep`` and ``easel jobs ...``: the job service from the command line (the durable store in
-``EASEL_DATA_DIR``). Every command first stores results that arrived while no front end was running."""
+``EASEL_DATA_DIR``).
+
+With Redis configured, every command first stores results that arrived while no front end was running. Commands that
+only work on the store (ls, show, keep, unkeep, deleting images, export, purge) also run without Redis; those that
+queue or cancel work say that they need it.
+"""
 
 from __future__ import annotations
 
@@ -16,13 +21,14 @@ from rich.console import Console
 from rich.table import Table
 
 from common.errors import InvalidRequest
-from common.jobs.service import JobService
-from common.jobs.views import JobDetail
-from common.settings import Settings
+from common.settings import SettingMissing, Settings
 from common.sweep import parse_spec
 from common.tasks import JobRecord, Origin
 from easel.follow import follow
+from easel.logs import show_warnings
 from easel.submit import add_request_flags, request_data
+from jobs.models import JobDetail, JobStatus, JobSummary
+from jobs.service import JobService
 
 CLI = Origin(source="cli")
 
@@ -84,27 +90,50 @@ def run_sweep(args: argparse.Namespace, settings: Settings) -> int:
         raise InvalidRequest(['sweep: the spec has no prompt; start it with one, e.g. "a fox | a wolf :: cfg=5,7"'])
     args.prompt = prompts[0] if prompts else None  # the spec's prompts replace it in every task
     base = request_data(args)
+    _require_redis(settings, "`easel sweep` queues a job")
     return asyncio.run(_with_service(settings, lambda jobs: _sweep(jobs, args, base)))
 
 
 async def _sweep(jobs: JobService, args: argparse.Namespace, base: dict[str, Any]) -> int:
     after = await jobs.client.events.last_id()
-    record = await jobs.submit_sweep(args.actor, CLI, args.spec, base)
+    record = await jobs.recording.submit_sweep(args.actor, CLI, args.spec, base)
     return await _finish(jobs, record, after, wait=not args.no_wait)
 
 
 def run_jobs(args: argparse.Namespace, settings: Settings) -> int:
+    why = _why_redis(args)
+    if why:
+        _require_redis(settings, why)
     return asyncio.run(_with_service(settings, lambda jobs: _dispatch(jobs, args)))
 
 
+def _why_redis(args: argparse.Namespace) -> str | None:
+    """Why the command needs Redis (it queues or cancels work), or None when the store is enough."""
+    if args.action in ("upscale-kept", "img2img-kept", "rerun"):
+        return f"`easel jobs {args.action}` queues a job"
+    if args.action == "delete" and "." not in args.id and not args.not_kept:
+        return "`easel jobs delete JOB` cancels what still runs"
+    return None
+
+
+def _require_redis(settings: Settings, why: str) -> None:
+    try:
+        settings.require_redis_url()
+    except SettingMissing as exc:
+        raise SettingMissing(f"{why}, so it needs Redis: {exc}") from None
+
+
 async def _with_service(settings: Settings, work: Callable[[JobService], Awaitable[int]]) -> int:
-    async with JobService.open(settings) as jobs:
-        await jobs.reconcile()
+    """The job service on the store, with the queue when Redis is configured (results waiting there are stored
+    first); without Redis, on the store alone."""
+    async with JobService.open(settings, queue=bool(settings.redis_url)) as jobs:
+        if jobs.recording.has_queue:
+            await jobs.recording.reconcile()
         return await work(jobs)
 
 
 async def _list(jobs: JobService, args: argparse.Namespace, console: Console) -> int:
-    summaries = await jobs.jobs(None if args.all else args.actor, args.limit)
+    summaries = await jobs.store.jobs(None if args.all else args.actor, args.limit)
     if args.json:
         print(json.dumps([s.model_dump(mode="json") for s in summaries], indent=2))
     else:
@@ -113,7 +142,7 @@ async def _list(jobs: JobService, args: argparse.Namespace, console: Console) ->
 
 
 async def _show(jobs: JobService, args: argparse.Namespace, console: Console) -> int:
-    detail = await jobs.job(args.job)
+    detail = await jobs.store.job(args.job)
     if args.json:
         print(detail.model_dump_json(indent=2))
     else:
@@ -125,21 +154,22 @@ async def _keep(jobs: JobService, args: argparse.Namespace, console: Console) ->
     keep = args.action == "keep"
     for ident in args.ids:
         if keep and "." not in ident:  # a job id: keep all its images
-            console.print(f"{ident}: kept {await jobs.keep_all(args.actor, ident)} image(s)")
+            console.print(f"{ident}: kept {await jobs.curation.keep_all(args.actor, ident)} image(s)")
         else:
-            await jobs.set_kept(args.actor, [ident], keep)
+            await jobs.curation.set_kept(args.actor, [ident], keep)
             console.print(f"{ident}: {'kept' if keep else 'no longer kept'}")
     return 0
 
 
 async def _delete(jobs: JobService, args: argparse.Namespace, console: Console) -> int:
     if "." in args.id:
-        await jobs.delete_image(args.actor, args.id)
+        await jobs.curation.delete_image(args.actor, args.id)
         console.print(f"{args.id}: deleted (its file goes at the next purge)")
     elif args.not_kept:
-        console.print(f"{args.id}: deleted {await jobs.delete_not_kept(args.actor, args.id)} image(s) not kept")
+        count = await jobs.curation.delete_not_kept(args.actor, args.id)
+        console.print(f"{args.id}: deleted {count} image(s) not kept")
     else:
-        await jobs.delete_job(args.actor, args.id)
+        await jobs.curation.delete_job(args.actor, args.id)
         console.print(f"{args.id}: job and files deleted")
     return 0
 
@@ -151,13 +181,13 @@ async def _derived(jobs: JobService, args: argparse.Namespace, console: Console)
 
 
 async def _export(jobs: JobService, args: argparse.Namespace, console: Console) -> int:
-    out = await jobs.export(args.job, args.out, include_all=args.all)
+    out = await jobs.curation.export(args.job, args.out, include_all=args.all)
     console.print(f"{args.job}: exported to {out}")
     return 0
 
 
 async def _purge(jobs: JobService, args: argparse.Namespace, console: Console) -> int:
-    report = await jobs.purge(dry_run=args.dry_run)
+    report = await jobs.retention.purge(dry_run=args.dry_run)
     verb = "would purge" if report.dry_run else "purged"
     console.print(f"{verb} {len(report.images)} image(s), {report.bytes / 2**20:.1f} MiB")
     for image_id in report.images:
@@ -177,14 +207,14 @@ async def _dispatch(jobs: JobService, args: argparse.Namespace) -> int:
 
 async def _derive(jobs: JobService, args: argparse.Namespace) -> JobRecord:
     if args.action == "upscale-kept":
-        return await jobs.upscale_kept(args.actor, args.job, scale=args.scale, upscaler=args.upscaler)
+        return await jobs.curation.upscale_kept(args.actor, args.job, scale=args.scale, upscaler=args.upscaler)
     if args.action == "img2img-kept":
         try:
             strengths = [float(v) for v in args.denoise.split(",") if v.strip()]
         except ValueError:
             raise InvalidRequest([f"denoise: '{args.denoise}' should be numbers like 0.3,0.5,0.7"]) from None
-        return await jobs.img2img_kept(args.actor, args.job, denoise=strengths, prompt=args.prompt)
-    return await jobs.rerun(args.actor, args.job)
+        return await jobs.curation.img2img_kept(args.actor, args.job, denoise=strengths, prompt=args.prompt)
+    return await jobs.curation.rerun(args.actor, args.job)
 
 
 async def _finish(jobs: JobService, record: JobRecord, after: str, *, wait: bool) -> int:
@@ -192,18 +222,17 @@ async def _finish(jobs: JobService, record: JobRecord, after: str, *, wait: bool
     console.print(f"job [bold]{record.job_id}[/]: {len(record.task_ids)} task(s) queued")
     if not wait:
         return 0
-    await follow(jobs.client, record, after, console)
-    await jobs.sync(record.job_id)
-    detail = await jobs.job(record.job_id)
+    show_warnings(console)
+    detail = await follow(jobs, record, after, console)
     _print_job(console, detail)
-    return 0 if detail.status == "done" else 1
+    return 0 if detail.status == JobStatus.DONE else 1
 
 
 def _when(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
 
 
-def _print_jobs(console: Console, summaries: list[Any]) -> None:
+def _print_jobs(console: Console, summaries: list[JobSummary]) -> None:
     table = Table(title="jobs")
     for column in ("job", "when", "owner", "action", "status", "tasks", "images", "kept"):
         table.add_column(column)

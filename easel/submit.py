@@ -11,11 +11,14 @@ from typing import Any
 from rich.console import Console
 
 from common.errors import InvalidRequest
-from common.queue import EaselClient
+from common.models import GenerationRequest
 from common.settings import Settings
 from common.sweep import expand, parse_axes
 from common.tasks import Origin
 from easel.follow import follow, save_images, summary_table
+from easel.logs import show_warnings
+from jobs.models import JobStatus
+from jobs.service import JobService
 
 
 def add_request_flags(parser: argparse.ArgumentParser, *, sweep_spec: bool = False) -> None:
@@ -78,6 +81,7 @@ def request_data(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def submit(args: argparse.Namespace, settings: Settings) -> int:
+    """``easel submit``: checked before anything is recorded or queued."""
     data = request_data(args)
     prompts = [args.prompt, *args.also] if args.also else []
     tasks = expand(data, prompts, parse_axes(args.sweep), limits=settings.limits())
@@ -85,15 +89,16 @@ def submit(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_submit(settings, args.owner, tasks, out_dir))
 
 
-async def _submit(settings: Settings, owner: str, tasks: list[tuple[str, Any]], out_dir: Path) -> int:
+async def _submit(settings: Settings, owner: str, tasks: list[tuple[str, GenerationRequest]], out_dir: Path) -> int:
+    """Record the job in the store (``EASEL_DATA_DIR``), queue it, follow it, then copy its images to ``out_dir``."""
     console = Console()
-    async with EaselClient.connect(settings) as client:
-        after = await client.events.last_id()
-        labels, requests = zip(*tasks, strict=True)
-        record = await client.submit(owner, Origin(source="cli"), list(requests), list(labels))
+    show_warnings(console)
+    async with JobService.open(settings) as jobs:
+        after = await jobs.client.events.last_id()
+        record = await jobs.recording.submit(owner, Origin(source="cli"), tasks)
         console.print(f"job [bold]{record.job_id}[/]: {len(record.task_ids)} task(s) queued")
-        view = await follow(client, record, after, console)
-    paths = save_images(view, out_dir)
-    console.print(summary_table([view], out_dir))
+        detail = await follow(jobs, record, after, console)
+    paths = save_images(detail, out_dir)
+    console.print(summary_table([detail], out_dir))
     console.print(f"{len(paths)} image(s) written under {out_dir / record.job_id}")
-    return 0 if all(t.result is not None for t in view.tasks.values()) else 1
+    return 0 if detail.status == JobStatus.DONE else 1

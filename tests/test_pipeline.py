@@ -12,33 +12,46 @@ from common.errors import FailureCode, InvalidRequest, NotAvailable, TaskFailed
 from common.events import EventType
 from common.infotext import parse_infotext
 from common.models import Img2ImgRequest, Txt2ImgRequest, UpscaleRequest
+from common.outage import Outage
 from common.queue import EaselClient
 from common.queue.keys import Keys
 from common.sweep import expand, parse_axes
 from common.tasks import JobRecord, Origin
-from common.watch import JobView, JobWatcher
+from jobs.models import LiveJob, TaskStatus
+from jobs.tracker import JobTracker
 from tests.conftest import StubServer
 
 CLI = Origin(source="cli")
 
 
+def tracker(client: EaselClient, record: JobRecord) -> JobTracker:
+    """The job tracker of the front ends, fetching results (these tests have no job store)."""
+    return JobTracker(client, record.job_id, record.task_ids, record.labels, results=True,
+                      outage=Outage("test", limit_s=30))
+
+
 async def run_job(
     client: EaselClient, requests: list[Any], labels: list[str] | None = None
-) -> tuple[JobRecord, JobView, list[EventType]]:
+) -> tuple[JobRecord, LiveJob, list[TaskStatus]]:
     """Submit ``requests`` as one job and follow it to the end; also return the task states seen in order."""
     after = await client.events.last_id()
     record = await client.submit("cli:test", CLI, requests, labels)
-    watcher = JobWatcher(client, record, after, refresh_s=0.2)
-    seen: list[EventType] = []
+    following = tracker(client, record)
+    seen: list[TaskStatus] = []
 
     async def watch() -> None:
-        async for view in watcher:
+        async for view in following.follow(after, refresh_s=0.2):
             for task in view.tasks.values():
-                if not seen or seen[-1] != task.state:
-                    seen.append(task.state)
+                if not seen or seen[-1] != task.status:
+                    seen.append(task.status)
 
     await asyncio.wait_for(watch(), 20)
-    return record, watcher.view, seen
+    return record, following.view, seen
+
+
+def handed_back(seen: list[TaskStatus]) -> bool:
+    """The task ran, then waited again (a retry)."""
+    return TaskStatus.RUNNING in seen and TaskStatus.QUEUED in seen[seen.index(TaskStatus.RUNNING):]
 
 
 async def test_txt2img_end_to_end(client: EaselClient, stub: StubServer, start_worker) -> None:  # type: ignore[no-untyped-def]
@@ -53,7 +66,7 @@ async def test_txt2img_end_to_end(client: EaselClient, stub: StubServer, start_w
         assert (parsed.prompt, parsed.steps, parsed.seed) == ("a lighthouse", 6, seed)
         assert (image.width, image.height) == (128, 128)
     assert result.parameters["sd_model_name"] == "v1-5-pruned-emaonly"
-    assert seen[0] == EventType.QUEUED and seen[-1] == EventType.FINISHED
+    assert seen[-1] == TaskStatus.DONE and set(seen) <= {TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.DONE}
 
 
 async def test_random_seed_is_resolved_at_submit_so_results_are_reproducible(
@@ -112,7 +125,7 @@ async def test_unknown_names_are_refused_before_the_queue(
     for request, message in cases:
         with pytest.raises(NotAvailable, match=message.replace("+", r"\+")):
             await client.submit("cli:test", CLI, [request])
-    assert await client.queue_depth() == 0
+    assert await client.queue() == []
     # aliases A1111 accepts are fine
     for name in ("dreamshaper_8", "879db523c3", "dreamshaper_8.safetensors [879db523c3]"):
         await client.submit("cli:test", CLI, [Txt2ImgRequest(prompt="x", checkpoint=name, steps=1)])
@@ -122,7 +135,7 @@ async def test_job_over_the_task_cap_is_refused(client: EaselClient) -> None:
     requests = [Txt2ImgRequest(prompt="x")] * (client.limits.max_sweep_tasks + 1)
     with pytest.raises(InvalidRequest, match="the limit is 64"):
         await client.submit("cli:test", CLI, requests)
-    assert await client.queue_depth() == 0
+    assert await client.queue() == []
 
 
 async def test_queue_positions_follow_the_fair_order(client: EaselClient) -> None:
@@ -153,7 +166,7 @@ async def test_out_of_memory_fails_with_the_backend_message(
     await fault(stub, "oom")
     record, view, _ = await run_job(client, [Txt2ImgRequest(prompt="x", steps=2, width=64, height=64)])
     task = view.tasks[record.task_ids[0]]
-    assert task.state == EventType.FAILED and "CUDA out of memory" in (task.message or "")
+    assert task.status == TaskStatus.FAILED and "CUDA out of memory" in (task.message or "")
     error = await _failure(client, record.task_ids[0])
     assert error.code == FailureCode.OUT_OF_MEMORY and "try a smaller size" in str(error)
 
@@ -163,7 +176,7 @@ async def test_transient_errors_are_retried(client: EaselClient, stub: StubServe
     await fault(stub, "drop", count=2)
     record, view, seen = await run_job(client, [Txt2ImgRequest(prompt="x", steps=2, width=64, height=64)])
     assert view.tasks[record.task_ids[0]].result is not None
-    assert EventType.RETRYING in seen
+    assert handed_back(seen)
 
 
 async def test_webui_down_gives_a_clear_error_after_the_tries(
@@ -182,7 +195,7 @@ async def test_malformed_answer_fails_at_once(client: EaselClient, stub: StubSer
     await start_worker(stub.url)
     await fault(stub, "malformed")
     record, _, seen = await run_job(client, [Txt2ImgRequest(prompt="x", steps=2, width=64, height=64)])
-    assert EventType.RETRYING not in seen
+    assert not handed_back(seen)
     assert (await _failure(client, record.task_ids[0])).code == FailureCode.MALFORMED_RESPONSE
 
 
@@ -202,13 +215,13 @@ async def test_a_webui_that_goes_away_fails_nothing(client: EaselClient, start_s
     await asyncio.sleep(0.5)
     assert await client.result(record.task_ids[0]) is None  # still waiting, not failed
     await start_stub(port=port)  # the WebUI is back: the task runs
-    view = JobWatcher(client, record, after, refresh_s=0.2)
-    await asyncio.wait_for(_drain(view), 20)
-    assert view.view.tasks[record.task_ids[0]].result is not None
+    following = tracker(client, record)
+    await asyncio.wait_for(_drain(following, after), 20)
+    assert following.view.tasks[record.task_ids[0]].result is not None
 
 
-async def _drain(watcher: JobWatcher) -> None:
-    async for _ in watcher:
+async def _drain(following: JobTracker, after: str) -> None:
+    async for _ in following.follow(after, refresh_s=0.2):
         pass
 
 
@@ -219,9 +232,9 @@ async def test_progress_events_reach_the_watcher(client: EaselClient, start_stub
     record = await client.submit("cli:test", CLI, [Txt2ImgRequest(prompt="x", steps=20, width=64, height=64)])
     steps: list[int] = []
     previews = 0
-    async for view in JobWatcher(client, record, after):
+    async for view in tracker(client, record).follow(after):
         task = view.tasks[record.task_ids[0]]
-        if task.state == EventType.PROGRESS:
+        if task.status == TaskStatus.RUNNING and task.steps:
             steps.append(task.step)
             previews += task.preview is not None
     assert len(set(steps)) >= 3 and steps == sorted(steps)

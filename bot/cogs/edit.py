@@ -84,7 +84,7 @@ class Edit(commands.Cog):
             data = await read_attachment(self.bot, image)
         else:
             image_id = await self._image_id(image_id or "")
-            data = await self.bot.jobs.image_bytes(image_id)
+            data = await self.bot.jobs.store.image_bytes(image_id)
         request = validated(self.bot, {"kind": "upscale", "image": data, "upscaler": upscaler, "scale": scale})
         label = f"x{scale:g}" + (f" of {image_id}" if image_id else "")
         await self.bot.submit(interaction, [(label, request)], spec=label)
@@ -94,8 +94,8 @@ class Edit(commands.Cog):
         link = MESSAGE_LINK.search(given)
         if link is None:
             return given.strip()
-        job_id = await self.bot.jobs.job_for_message(int(link.group(1)))
-        images = [i for i in (await self.bot.jobs.job(job_id)).images if not i.deleted] if job_id else []
+        job_id = await self.bot.jobs.store.job_for_message(int(link.group(1)))
+        images = [i for i in (await self.bot.jobs.store.job(job_id)).images if not i.deleted] if job_id else []
         if not images:
             raise InvalidRequest(["image_id: that message shows no Easel image"])
         return images[0].id

@@ -49,7 +49,7 @@ class Imagine(commands.Cog):
         hires: bool = False,
     ) -> None:
         await interaction.response.defer(thinking=True)
-        channel = await self.bot.jobs.channel_settings(interaction.channel_id or 0)
+        channel = await self.bot.jobs.store.channel_settings(interaction.channel_id or 0)
         if channel.max_count is not None and count > channel.max_count:
             raise InvalidRequest([f"count: this channel allows at most {channel.max_count} image(s) per request"])
         steps = steps if steps is not None else channel.default_steps

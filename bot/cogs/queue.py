@@ -11,8 +11,8 @@ from discord.ext import commands
 
 from bot.keys import owner_of
 from bot.views import is_moderator
-from common.jobs.views import JobSummary
 from common.queue import messages
+from jobs.models import JobSummary
 
 if TYPE_CHECKING:
     from bot.app import EaselBot
@@ -71,14 +71,14 @@ class Queue(commands.Cog):
     @app_commands.command(name="jobs", description="Your recent jobs")
     async def jobs(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        pages = Pages(await self.bot.jobs.jobs(owner_of(interaction.user.id), limit=100))
+        pages = Pages(await self.bot.jobs.store.jobs(owner_of(interaction.user.id), limit=100))
         await interaction.followup.send(pages.render(), view=pages, ephemeral=True)
 
     @app_commands.command(name="cancel", description="Cancel a job of yours (queued tasks never run)")
     @app_commands.describe(job="The job id, as shown on its message")
     async def cancel(self, interaction: discord.Interaction, job: app_commands.Range[str, 16, 16]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        self.bot.jobs.check_owner(await self.bot.jobs.job(job), owner_of(interaction.user.id),
+        self.bot.jobs.store.check_owner(await self.bot.jobs.store.job(job), owner_of(interaction.user.id),
                                   is_moderator(interaction))
         outcomes = await self.bot.jobs.client.cancel_job(job, by=interaction.user.display_name)
         counts = {o.value: sum(1 for v in outcomes.values() if v == o) for o in set(outcomes.values())}

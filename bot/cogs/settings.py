@@ -41,13 +41,13 @@ class Settings(commands.Cog):
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         assert interaction.channel_id is not None
-        current = await self.bot.jobs.channel_settings(interaction.channel_id)
+        current = await self.bot.jobs.store.channel_settings(interaction.channel_id)
         changes = {"spoilers": spoilers, "default_steps": default_steps, "default_size": default_size,
                    "max_count": max_count}
         changes = {k: v for k, v in changes.items() if v is not None}
         if changes:
             current = current.model_copy(update={**changes, "guild_id": interaction.guild_id})
-            await self.bot.jobs.set_channel_settings(current)
+            await self.bot.jobs.store.set_channel_settings(current)
         await interaction.followup.send(f"Settings of <#{interaction.channel_id}>:\n{describe(current)}",
                                         ephemeral=True)
 

@@ -14,8 +14,8 @@ from discord.gateway import DiscordWebSocket
 
 from bot.app import EaselBot
 from bot.main import point_at
-from common.jobs.service import JobService
 from common.settings import Settings
+from jobs.service import JobService
 from tests.fake_discord import GUILD_ID, FakeDiscord
 
 

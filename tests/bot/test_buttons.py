@@ -39,7 +39,7 @@ async def test_each_button_of_a_finished_job(fake: FakeDiscord, start_bot: Start
     await eventually(lambda: len(message.files) == 2)  # the deleted image leaves the message
     assert "Deleted 1 image(s) not kept" in await reply(await fake.click(message, button(message, ":delunkept"),
                                                                          user_id=USER))
-    detail = await bot.jobs.job(job_id)
+    detail = await bot.jobs.store.job(job_id)
     assert [(i.kept, i.deleted) for i in detail.images] == [(True, False), (False, True), (False, True)]
 
     for suffix in (":var", ":upkept", ":reroll"):
@@ -49,7 +49,7 @@ async def test_each_button_of_a_finished_job(fake: FakeDiscord, start_bot: Start
     for other in derived[1:]:
         await eventually(lambda other=other: "done" in other.content, limit_s=20)
         assert f"from job `{job_id}`" in other.content
-    actions = sorted(j.action for j in await bot.jobs.jobs(limit=10))
+    actions = sorted(j.action for j in await bot.jobs.store.jobs(limit=10))
     assert actions == ["generate", "rerun", "upscale-kept", "variation"]
 
 

@@ -141,8 +141,8 @@ async def test_channel_settings_for_admins_defaults_limits_and_spoilers(
     await eventually(lambda: "done" in message.content and message.files)
     [name] = message.files
     assert name.startswith("SPOILER_")
-    [summary] = await bot.jobs.jobs(limit=1)
-    assert "Steps: 3," in (await bot.jobs.job(summary.id)).images[0].infotext  # the channel's default
+    [summary] = await bot.jobs.store.jobs(limit=1)
+    assert "Steps: 3," in (await bot.jobs.store.job(summary.id)).images[0].infotext  # the channel's default
 
 
 async def test_waiting_messages_follow_the_line_and_hires_works(

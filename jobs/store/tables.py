@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, Boolean, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from jobs.models import JobStatus, TaskStatus
 
 
 class Base(DeclarativeBase):
     pass
+
+
+def _status(enum: type[StrEnum]) -> Enum:
+    """A status column: the enum's values in a VARCHAR(20), as the first schema stored them (no CHECK, no migration)."""
+    return Enum(enum, native_enum=False, create_constraint=False, length=20,
+                values_callable=lambda members: [m.value for m in members])
 
 
 class JobRow(Base):
@@ -21,7 +31,7 @@ class JobRow(Base):
     action: Mapped[str] = mapped_column(String(30))  # generate, upscale-kept, img2img-kept, rerun
     spec: Mapped[str] = mapped_column(Text, default="")  # what the user typed (sweep text) or a description
     parent_job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    status: Mapped[str] = mapped_column(String(20))  # queued, running, done, partial, failed, cancelled
+    status: Mapped[JobStatus] = mapped_column(_status(JobStatus))
     created_ms: Mapped[int] = mapped_column(BigInteger, index=True)
     updated_ms: Mapped[int] = mapped_column(BigInteger)
 
@@ -41,7 +51,7 @@ class TaskRow(Base):
     label: Mapped[str] = mapped_column(Text, default="")
     request: Mapped[str] = mapped_column(Text)  # JSON of the request, images replaced by "sha256:<hex>" refs
     parent_image_id: Mapped[str | None] = mapped_column(String(48), nullable=True)
-    status: Mapped[str] = mapped_column(String(20), index=True)  # queued, running, done, failed, cancelled
+    status: Mapped[TaskStatus] = mapped_column(_status(TaskStatus), index=True)
     worker: Mapped[str | None] = mapped_column(String(64), nullable=True)
     tries: Mapped[int] = mapped_column(Integer, default=0)
     submitted_ms: Mapped[int] = mapped_column(BigInteger)

@@ -38,6 +38,10 @@ class ImageFiles:
     def exists(self, relative: str) -> bool:
         return (self.root / relative).is_file()
 
+    def size(self, relatives: list[str]) -> int:
+        """Bytes taken by those of the files that exist."""
+        return sum((self.root / r).stat().st_size for r in relatives if self.exists(r))
+
     def remove(self, relative: str) -> None:
         (self.root / relative).unlink(missing_ok=True)
 

@@ -1,9 +1,9 @@
-"""Alembic environment: run by common.store.db.migrate() with a synchronous SQLite URL."""
+"""Alembic environment: run by jobs.store.db.migrate() with a synchronous SQLite URL."""
 
 from alembic import context
 from sqlalchemy import create_engine
 
-from common.store.tables import Base
+from jobs.store.tables import Base
 
 config = context.config
 engine = create_engine(config.get_main_option("sqlalchemy.url") or "")
