@@ -27,7 +27,7 @@ T = TypeVar("T")
 
 FIRST_DELAY_S = 0.1
 MAX_DELAY_S = 2.0
-TRY_TIMEOUT_S = 10.0  # one try that takes this long is a dead path (no call here blocks in Redis for longer)
+TRY_TIMEOUT_S = 5.0  # a call that takes this long is a dead path (no call of Easel blocks in Redis for longer)
 
 log = logging.getLogger(__name__)
 
