@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.limits import DEFAULT_LIMITS, Limits
@@ -177,6 +177,23 @@ class Settings(BaseSettings):
 
     # --- CLI ------------------------------------------------------------------------------------------------
     output_dir: str = Field(default="./easel-output", description="Where `easel submit` and the demo write PNGs.")
+
+    # --- web gallery -------------------------------------------------------------------------------------------
+    web_url: str | None = Field(
+        default=None,
+        description="Public base URL of `easel web` (EASEL_WEB_URL); job messages link to <url>/jobs/<job id>.",
+    )
+
+    @field_validator("web_url")
+    @classmethod
+    def _web_url_is_http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"EASEL_WEB_URL must start with http:// or https://, got {value!r}")
+        return value
+
+    def job_page_url(self, job_id: str) -> str | None:
+        """The web gallery's page of a job, when EASEL_WEB_URL is set."""
+        return f"{self.web_url.rstrip('/')}/jobs/{job_id}" if self.web_url else None
 
     def limits(self) -> Limits:
         """The request bounds, as the models validate them."""
