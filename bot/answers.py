@@ -43,6 +43,5 @@ async def answer(interaction: discord.Interaction, text: str) -> None:
 
 
 def is_moderator(interaction: discord.Interaction) -> bool:
-    """Members with Manage Messages may act on anyone's jobs."""
-    permissions = getattr(interaction.user, "guild_permissions", None)
-    return bool(permissions and permissions.manage_messages)
+    """Members with Manage Messages (in this channel, as Discord resolved them) may act on anyone's jobs."""
+    return interaction.guild_id is not None and interaction.permissions.manage_messages
