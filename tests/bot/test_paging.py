@@ -68,7 +68,8 @@ async def test_a_64_image_sweep_pages_and_is_curated_page_by_page(
         await fake.click(message, custom_id(message, f"easel:page:{job_id}:{page}:next"), user_id=USER)
         await eventually(lambda page=page: f"page {page} of 16" in message.content)
     assert "images 9–12 of 64" in message.content and list(message.files) == ["page-3.jpg"]
-    assert [i for i in message.custom_ids if ":keep" in i] == [f"easel:pimg:{job_id}:3:{n}:keep" for n in (9, 10, 11, 12)]
+    keeps = [f"easel:pimg:{job_id}:3:{n}:keep" for n in (9, 10, 11, 12)]
+    assert [i for i in message.custom_ids if ":keep" in i] == keeps
     check_limits(message)
 
     assert (await click(fake, message, f"easel:pimg:{job_id}:3:10:keep")).startswith("Kept")
@@ -80,7 +81,7 @@ async def test_a_64_image_sweep_pages_and_is_curated_page_by_page(
     assert [n for n, i in enumerate(detail.images, start=1) if i.deleted] == [11]
     keep10 = next(b for b in buttons(message) if b.get("custom_id") == f"easel:pimg:{job_id}:3:10:keep")
     assert keep10["style"] == 3  # green: kept
-    assert all(b.get("disabled") for b in buttons(message) if f":3:11:" in str(b.get("custom_id")))
+    assert all(b.get("disabled") for b in buttons(message) if ":3:11:" in str(b.get("custom_id")))
     with Image.open(io.BytesIO(message.files["page-3.jpg"])) as grid:  # the deleted image's cell is left dark
         cell = grid.width // 2
         deleted = ImageStat.Stat(grid.crop((0, cell + 40, cell - 8, grid.height - 40)).convert("L")).mean[0]
@@ -128,10 +129,10 @@ async def test_paged_buttons_work_after_a_restart_and_refuse_other_members(
         await eventually(lambda page=page: f"page {page} of 16" in message.content)
     assert (await click(fake, message, f"easel:pimg:{job_id}:3:12:keep")).startswith("Kept")
     await eventually(lambda: "#12 kept" in message.content)
-    moderator = await click(fake, message, f"easel:pimg:{job_id}:3:9:del", user_id=OTHER)  # Manage Messages
-    assert "only its owner" in moderator
+    assert "only its owner" in await click(fake, message, f"easel:pimg:{job_id}:3:9:del", user_id=OTHER)
+    manage_messages = 1 << 13  # a moderator may
     assert (await reply(await fake.click(message, f"easel:pimg:{job_id}:3:9:del", user_id=OTHER,
-                                         permissions=1 << 13))).startswith("Deleted")
+                                         permissions=manage_messages))).startswith("Deleted")
     await eventually(lambda: "#9 deleted" in message.content)
     detail = await bot.jobs.store.job(job_id)
     assert [(n, i.kept, i.deleted) for n, i in enumerate(detail.images, start=1) if i.kept or i.deleted] == [
