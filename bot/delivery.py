@@ -212,9 +212,16 @@ class Delivery(commands.Cog, name=DELIVERY):
         return files
 
     async def _grid(self, detail: JobDetail, page: int, limit: int) -> bytes:
-        cells = [imaging.Cell(number, None if image.deleted else await self.jobs.store.image_bytes(image.id),
-                              kept=image.kept) for number, image in render.on_page(detail, page)]
+        cells = [imaging.Cell(number, None if image.deleted else await self._png(image.id), kept=image.kept,
+                              deleted=image.deleted) for number, image in render.on_page(detail, page)]
         return await asyncio.to_thread(imaging.fit, cells, limit)
+
+    async def _png(self, image_id: str) -> bytes | None:
+        """The image's PNG; None (an empty cell) once retention purged it, so the rest of the page still shows."""
+        try:
+            return await self.jobs.store.image_bytes(image_id)
+        except (NotFound, FileNotFoundError):
+            return None
 
     async def _spoilers(self, channel_id: int) -> bool:
         """The channel asked for spoilers, and is not age-restricted (where they would only get in the way)."""

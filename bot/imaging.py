@@ -21,8 +21,9 @@ BACKGROUND = (32, 34, 37)
 @dataclass(frozen=True)
 class Cell:
     number: int  # the image's number in the job (1-based)
-    png: bytes | None  # None: deleted (its file may be purged)
+    png: bytes | None  # None: deleted, or its file purged by retention
     kept: bool = False
+    deleted: bool = False
 
 
 def render(cells: list[Cell], *, quality: int = 85) -> bytes:
@@ -38,7 +39,8 @@ def render(cells: list[Cell], *, quality: int = 85) -> bytes:
         if cell.kept:
             draw.rectangle((x, y, x + CELL - 1, y + CELL - 1), outline=KEPT, width=10)
         if cell.png is None:
-            draw.text((x + CELL // 2, y + CELL // 2), "deleted", fill=(200, 200, 200), font=font, anchor="mm")
+            note = "deleted" if cell.deleted else "purged"
+            draw.text((x + CELL // 2, y + CELL // 2), note, fill=(200, 200, 200), font=font, anchor="mm")
         draw.text((x + 20, y + 16), str(cell.number), fill="white", font=font, stroke_width=4, stroke_fill="black")
     out = io.BytesIO()
     grid.save(out, format="JPEG", quality=quality)
