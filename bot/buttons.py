@@ -15,6 +15,7 @@ import discord
 
 from bot import answers, keys
 from bot.ports import jobs_of, refresher, submitter
+from common.errors import NotFound
 from common.tasks import JobRecord
 from jobs.models import ImageDetail
 
@@ -90,10 +91,12 @@ class ImageAction(Acting):
         """The image this button stands for (a paged button names it by its number in the job)."""
         detail = await jobs_of(interaction.client).store.job(self.job_id)
         if self.image_id is not None:
-            return next(i for i in detail.images if i.id == self.image_id)
-        if not self.number or self.number > len(detail.images):
-            raise LookupError(f"job {self.job_id} has no image #{self.number}")
-        return detail.images[self.number - 1]
+            found = next((i for i in detail.images if i.id == self.image_id), None)
+        else:
+            found = detail.images[self.number - 1] if self.number and self.number <= len(detail.images) else None
+        if found is None:
+            raise NotFound(f"job {self.job_id} has no image {self.image_id or f'#{self.number}'} any more")
+        return found
 
     def show(self, interaction: discord.Interaction) -> None:
         refresher(interaction.client).schedule(self.job_id, urgent=True, page=self.page)
