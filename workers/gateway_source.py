@@ -77,13 +77,17 @@ class GatewaySource:
         """Open the link (kept up from now on) and wait for the gateway's welcome."""
         self._http = aiohttp.ClientSession()
         self._link = asyncio.create_task(self._keep_linked(), name="gateway link")
-        async with asyncio.timeout(timeout_s):
-            while not self._welcomed.is_set():
-                if self._fatal is not None:
-                    raise NodeRefused(self._fatal)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(0.1):
-                        await self._welcomed.wait()
+        try:
+            async with asyncio.timeout(timeout_s):
+                while not self._welcomed.is_set():
+                    if self._fatal is not None:
+                        raise NodeRefused(self._fatal)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(0.1):
+                            await self._welcomed.wait()
+        except BaseException:
+            await self.close()
+            raise
         log.info("joined the pool through %s as %s", self.url, self.name)
 
     async def close(self) -> None:
