@@ -56,6 +56,7 @@ class NodeStore:
 
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
+        self.keys = keys
         self.records_key = f"{keys.prefix}nodes"
         self.tokens_key = f"{keys.prefix}nodes:tokens"
         self.channel = f"{keys.prefix}nodes:changed"

@@ -121,6 +121,8 @@ class Gateway:
                     if not is_outage(exc):
                         log.exception("reviewing node %s failed", name)
             metrics.NODES_CONNECTED.set(sum(1 for s in self.sessions.values() if s.ws is not None))
+            with contextlib.suppress(Exception):
+                await bounded(metrics.update_queue_depth(self.redis, self.nodes.keys))
 
     async def _recheck(self, name: str) -> None:
         session = self.sessions.get(name)

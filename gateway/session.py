@@ -16,6 +16,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from common import gateway_protocol as proto
+from common import metrics
 from common.errors import TaskFailed
 from common.events import EventType, TaskEvent
 from common.nodes import NodeRecord
@@ -23,7 +24,7 @@ from common.queue import messages
 from common.queue.member import PoolMember
 from common.queue.models import Claimed
 from common.registry import WorkerInfo
-from common.tasks import TaskSpec
+from common.tasks import TaskResult, TaskSpec
 from gateway import checks
 
 log = logging.getLogger(__name__)
@@ -194,14 +195,18 @@ class NodeSession:
         if req.result is not None:
             if (problem := checks.check_result(spec, req.result, max_image_bytes=self._max_image_bytes)) is not None:
                 return self.refuse(req.id, f"result of task {req.task_id}: {problem}")
-            outcome: object = req.result.model_copy(update={"worker": self.name})
+            outcome: TaskResult | TaskFailed = req.result.model_copy(update={"worker": self.name})
         elif req.error is not None:
             outcome = TaskFailed(req.error.message, req.error.code)
         else:
             return self.refuse(req.id, "a finish with neither a result nor an error")
         del self.running[req.task_id]
-        value = await self.member.finish(claimed, outcome)  # type: ignore[arg-type]
+        value = await self.member.finish(claimed, outcome)
         self._remember(req.task_id, value)
+        if value and isinstance(outcome, TaskResult):
+            metrics.observe_result(outcome)
+        elif value and isinstance(outcome, TaskFailed):
+            metrics.observe_failure(outcome.code.value)
         return proto.Reply(id=req.id, value=value)
 
     async def _publish(self, req: proto.PublishRequest) -> proto.Reply:

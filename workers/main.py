@@ -12,6 +12,7 @@ import signal
 
 from arq.connections import ArqRedis
 
+from common import metrics
 from common.outage import Outage
 from common.queue.client import connect_redis
 from common.queue.member import PoolMember
@@ -97,4 +98,5 @@ async def serve(settings: Settings) -> None:
 
 def run(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    metrics.start_exporter(settings.metrics_port)
     asyncio.run(serve(settings))
