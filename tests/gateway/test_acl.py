@@ -44,7 +44,7 @@ async def test_a_worker_with_its_acl_user_runs_tasks_and_nothing_else(  # type: 
         for command in (("FLUSHALL",), ("FLUSHDB",), ("CONFIG", "SET", "maxmemory", "1"), ("CONFIG", "GET", "*"),
                         ("ACL", "SETUSER", "evil", "on"), ("GET", "someone-else:secret"), ("KEYS", "*"),
                         ("DEL", "someone-else:secret"), ("SHUTDOWN",)):
-            with pytest.raises((NoPermissionError, ResponseError), match="(?i)permission|no permissions|NOPERM"):
+            with pytest.raises((NoPermissionError, ResponseError), match=r"(?i)permission"):
                 await limited.execute_command(*command)
         assert await admin.get("someone-else:secret") == b"x"
     finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import httpx
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.metrics import RateLimitCounter
@@ -63,3 +64,21 @@ def test_a_worker_exporter_and_the_bots_429_counter() -> None:
         logging.getLogger("discord.http").removeHandler(handler)
     found = series(httpx.get(f"http://127.0.0.1:{port}/metrics").text)
     assert found["easel_discord_rate_limited_total{scope=retried}"] >= 1
+
+
+def test_the_grafana_dashboard_uses_only_exported_series() -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).parents[2] / "docs/grafana/easel.json").read_text())
+    used = {name for panel in dashboard["panels"] for target in panel["targets"]
+            for name in re.findall(r"easel_[a-z_]+", target["expr"])}
+    metrics.QUEUE_DEPTH.labels("default", "waiting").set(0)  # labelled series appear once used
+    for family in (metrics.TASK_WAIT, metrics.TASK_RUN):
+        family.labels("x").observe(1)
+    for counter in (metrics.WORKER_BUSY, metrics.WORKER_UP, metrics.TASKS_FINISHED, metrics.TASK_FAILURES,
+                    metrics.DISCORD_RATE_LIMITED, metrics.GATEWAY_REFUSED):
+        counter.labels("x").inc(0)
+    exported = {s.name for family in REGISTRY.collect() for s in family.samples}
+    assert used and used <= exported, used - exported
