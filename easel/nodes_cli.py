@@ -15,10 +15,13 @@ import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from redis.asyncio import Redis
+
 from common.connection import open_redis
 from common.errors import InvalidRequest, NotFound
 from common.nodes import NodeStore, check_name
 from common.queue.keys import ARQ_IN_PROGRESS_PREFIX, ARQ_JOB_PREFIX, ARQ_RESULT_PREFIX, Keys
+from common.registry import Registry, WorkerInfo
 from common.settings import Settings
 
 ACL_CATEGORIES = "-@all +@read +@write +@scripting +@transaction +@pubsub +@connection -@dangerous"
@@ -42,7 +45,7 @@ def add_node_commands(workers: argparse.ArgumentParser, add_redis_flags: Callabl
         add_redis_flags(parser)
 
 
-def add_gateway_command(commands: argparse._SubParsersAction, add_redis_flags: Callable[..., None]) -> None:  # type: ignore[type-arg]
+def add_gateway_command(commands: argparse._SubParsersAction, add_redis_flags: Callable[..., None]) -> None:
     gateway = commands.add_parser("gateway", help="run the worker gateway volunteer nodes connect to")
     add_redis_flags(gateway)
     gateway.add_argument("--listen", default="0.0.0.0:8443", help="HOST:PORT (default 0.0.0.0:8443)")
@@ -95,10 +98,10 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"{record.name:24} {record.status:8} {state:10} {limits}")
             return 0
         since = parse_since(args.rerun) if args.nodes_command == "ban" and args.rerun else None
-        record = await store.revoke(args.name, ban=args.nodes_command == "ban")
-        if record is None:
+        revoked = await store.revoke(args.name, ban=args.nodes_command == "ban")
+        if revoked is None:
             raise NotFound(f"no node named {args.name!r}; `easel workers ls` lists them")
-        print(f"node {args.name} {record.status}; the gateway disconnects it within 5 s and puts its task back")
+        print(f"node {args.name} {revoked.status}; the gateway disconnects it within 5 s and puts its task back")
         if since is not None:
             from easel.rerun import rerun_made_by
 
@@ -109,10 +112,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         await redis.aclose()
 
 
-async def _live(redis: object, settings: Settings) -> list:  # type: ignore[type-arg]
-    from common.registry import Registry
-
-    return await Registry(redis, Keys(settings.redis_prefix), ttl_s=settings.worker_ttl_s).live()  # type: ignore[arg-type]
+async def _live(redis: Redis, settings: Settings) -> list[WorkerInfo]:
+    return await Registry(redis, Keys(settings.redis_prefix), ttl_s=settings.worker_ttl_s).live()
 
 
 _SPAN = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")

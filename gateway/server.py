@@ -32,7 +32,7 @@ from gateway.session import NodeSession
 log = logging.getLogger(__name__)
 
 REVIEW_S = 2.0
-GATEWAY = web.AppKey("gateway", "Gateway")
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
 
 
 class Gateway:
