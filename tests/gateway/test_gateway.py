@@ -20,8 +20,12 @@ async def test_a_node_runs_a_task_through_the_gateway(  # type: ignore[no-untype
     record = await client.submit("discord:1234", CLI, [small(steps=60)])
     result = await result_of(client, record.task_ids[0])
     assert result.worker == "alice-gpu" and len(result.images) == 1
-    kinds = {e.type for e in await events(client) if e.task_id == record.task_ids[0]}
-    assert {EventType.STARTED, EventType.PROGRESS, EventType.FINISHED} <= kinds
+    wanted = {EventType.STARTED, EventType.PROGRESS, EventType.FINISHED}  # finished goes out after the result
+
+    async def seen() -> bool:
+        return wanted <= {e.type for e in await events(client) if e.task_id == record.task_ids[0]}
+
+    await eventually(seen)
     assert all(e.worker == "alice-gpu" for e in await events(client) if e.type != EventType.QUEUED)
 
 
