@@ -13,12 +13,14 @@ import aiohttp
 import pytest
 
 from common import gateway_protocol as proto
+from common.events import EventType
+from common.models import Txt2ImgRequest
 from common.nodes import NodeStore, token_hash
-from common.queue import EaselClient
+from common.queue import EaselClient, messages
 from common.registry import WorkerInfo
 from tests.conftest import png_bytes
 from tests.gateway.conftest import RunningGateway
-from tests.test_pool import CLI, eventually, result_of, small
+from tests.test_pool import CLI, events, eventually, result_of, small
 
 
 class RawNode:
@@ -172,3 +174,32 @@ async def _running_on(client: EaselClient, task_id: str, worker: str) -> bool:
 async def _not_running(client: EaselClient, task_id: str) -> bool:
     return await client.redis.zscore(client.keys.running, task_id) is None
 
+
+
+async def test_a_limited_token_is_never_given_bigger_tasks_or_other_checkpoints(  # type: ignore[no-untyped-def]
+    client: EaselClient, stub, gateway: RunningGateway, nodes: NodeStore, start_node, start_stub
+) -> None:
+    spare = await start_stub()
+    await start_node(gateway.url, await nodes.invite("big-gpu"), spare.url)
+    await client.redis.publish(client.keys.inbox("big-gpu"), messages.encode(messages.Pause()))
+    await eventually(lambda: _state(client, "big-gpu", "paused"))
+    await start_node(gateway.url, await nodes.invite("small-gpu", max_pixels=64 * 64,
+                                                     checkpoints=["v1-5-pruned-emaonly"]), stub.url)
+    small_info = next(w for w in await client.registry.live() if w.name == "small-gpu")
+    assert [c.model_name for c in small_info.checkpoints] == ["v1-5-pruned-emaonly"]  # all the pool sees of it
+    big = await client.submit("u:a", CLI, [Txt2ImgRequest(prompt="x", steps=2, width=128, height=128, seed=1)])
+    other = await client.submit("u:a", CLI, [small(checkpoint="dreamshaper_8")])
+    fits = await client.submit("u:a", CLI, [small(checkpoint="v1-5-pruned-emaonly")])
+    assert (await result_of(client, fits.task_ids[0])).worker == "small-gpu"
+    for task_id in (big.task_ids[0], other.task_ids[0]):
+        assert await client.result(task_id) is None
+        assert not await _running_on(client, task_id, "small-gpu")
+    await client.redis.publish(client.keys.inbox("big-gpu"), messages.encode(messages.Resume()))
+    for task_id in (big.task_ids[0], other.task_ids[0]):
+        assert (await result_of(client, task_id)).worker == "big-gpu"
+    started = {e.task_id: e.worker for e in await events(client, EventType.STARTED)}
+    assert started[big.task_ids[0]] == started[other.task_ids[0]] == "big-gpu"
+
+
+async def _state(client: EaselClient, name: str, state: str) -> bool:
+    return any(w.name == name and w.state == state for w in await client.registry.live())
