@@ -154,7 +154,9 @@ class Gateway:
                         "no token" if not token else "unknown, replaced or revoked token")
             return web.json_response({"error": "unknown or revoked node token; ask the operator for a new one"},
                                      status=401)
-        ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=self.settings.gateway_max_message_bytes)
+        # no per-message compression: messages are small JSON or already-compressed PNGs; it costs latency
+        ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=self.settings.gateway_max_message_bytes,
+                                   compress=False)
         await ws.prepare(request)
         session = self.sessions.get(record.name)
         if session is None or session.closed:

@@ -104,7 +104,7 @@ class GatewaySource:
             try:
                 async with self._http.ws_connect(
                     self.url, headers={proto.AUTH_HEADER: f"Bearer {self._token}"}, ssl=self._ssl, heartbeat=10.0,
-                    max_msg_size=0,
+                    max_msg_size=0, compress=0,
                 ) as ws:
                     self._ws = ws
                     self.connections += 1
