@@ -92,5 +92,6 @@ async def start_node(make_settings: Callable[..., Settings]) -> AsyncIterator[Ca
     for worker, task in running:
         with contextlib.suppress(Exception):
             await worker.close()
+        task.cancel()  # a node whose gateway is gone (a test closed its proxy) waits out the outage otherwise
         with contextlib.suppress(BaseException):
             await task

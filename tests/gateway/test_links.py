@@ -60,6 +60,7 @@ async def test_a_cut_link_resumes_without_duplicate_results(  # type: ignore[no-
         assert len(finished) == 1
         follow = await client.submit("u:a", CLI, [small()])  # the node goes on taking tasks
         assert (await result_of(client, follow.task_ids[0])).worker == "cut-node"
+        await node.close()  # while its link is up: it leaves the pool at once
     finally:
         await proxy.close()
 
