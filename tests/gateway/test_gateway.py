@@ -74,4 +74,12 @@ async def _state(client: EaselClient, name: str, state: str) -> bool:
     return any(w.name == name and w.state == state for w in await client.registry.live())
 
 
-__all__ = ["until"]
+
+
+async def test_drain_reaches_a_node(  # type: ignore[no-untyped-def]
+    client: EaselClient, stub: StubServer, gateway: RunningGateway, nodes: NodeStore, start_node
+) -> None:
+    worker = await start_node(gateway.url, await nodes.invite("dora-gpu"), stub.url)
+    await client.redis.publish(client.keys.inbox("dora-gpu"), messages.encode(messages.Drain()))
+    await eventually(lambda: _state(client, "dora-gpu", "draining"))
+    await until(lambda: worker._running is not None and worker._running.done())  # its loop stopped
