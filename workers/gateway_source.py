@@ -21,7 +21,7 @@ import aiohttp
 
 from common import gateway_protocol as proto
 from common.errors import EaselError, TaskFailed
-from common.events import TaskEvent
+from common.events import TERMINAL, EventType, TaskEvent
 from common.outage import FIRST_DELAY_S, MAX_DELAY_S
 from common.queue import messages
 from common.queue.models import Claimed
@@ -179,6 +179,24 @@ class GatewaySource:
             log.warning("the gateway refused %s: %s", request.type, reply.error)
         return reply
 
+    async def _tell(self, request: proto.NodeRequest) -> None:
+        """Send without waiting for the answer (events, previews, speeds, heartbeats: off the GPU's critical path);
+        a refusal is logged when it comes. Raises ConnectionError while the link is down, as :meth:`_call` does."""
+        if self._fatal is not None:
+            raise NodeRefused(self._fatal)
+        ws = self._ws
+        if ws is None or not self._up.is_set():
+            raise ConnectionError(f"the gateway at {self.url} is unreachable")
+        future: asyncio.Future[proto.Reply] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda f: _log_refusal(request.type, f))
+        self._pending[request.id] = future
+        try:
+            await ws.send_str(request.model_dump_json())
+        except (ConnectionError, RuntimeError) as exc:
+            self._pending.pop(request.id, None)
+            future.cancel()
+            raise ConnectionError(f"the link to the gateway was cut ({exc})") from exc
+
     # --- TaskSource ----------------------------------------------------------------------------------------
 
     async def claim(self, info: WorkerInfo) -> Claimed | None:
@@ -214,20 +232,24 @@ class GatewaySource:
         return bool((await self._call(proto.CancelQuery(id=next(self._ids), task_id=task_id))).value)
 
     async def publish(self, event: TaskEvent) -> None:
-        await self._call(proto.PublishRequest(id=next(self._ids), event=event))
+        request = proto.PublishRequest(id=next(self._ids), event=event)
+        if event.type in TERMINAL or event.type == EventType.RETRYING:  # must not be lost to a cut: answered
+            await self._call(request)
+        else:
+            await self._tell(request)
 
     async def set_preview(self, task_id: str, jpeg: bytes) -> None:
-        await self._call(proto.PreviewRequest(id=next(self._ids), task_id=task_id, jpeg=jpeg))
+        await self._tell(proto.PreviewRequest(id=next(self._ids), task_id=task_id, jpeg=jpeg))
 
     async def record_speed(self, *, kind: str, checkpoint: str | None, work: float, seconds: float) -> None:
-        await self._call(proto.SpeedRequest(id=next(self._ids), kind=kind, checkpoint=checkpoint, work=work,
+        await self._tell(proto.SpeedRequest(id=next(self._ids), kind=kind, checkpoint=checkpoint, work=work,
                                             seconds=seconds))
 
     async def record_load(self, *, checkpoint: str, seconds: float) -> None:
-        await self._call(proto.LoadRequest(id=next(self._ids), checkpoint=checkpoint, seconds=seconds))
+        await self._tell(proto.LoadRequest(id=next(self._ids), checkpoint=checkpoint, seconds=seconds))
 
     async def heartbeat(self, info: WorkerInfo) -> None:
-        await self._call(proto.HeartbeatRequest(id=next(self._ids), info=info))
+        await self._tell(proto.HeartbeatRequest(id=next(self._ids), info=info))
 
     async def leave(self) -> None:
         if self._up.is_set():
@@ -238,6 +260,14 @@ class GatewaySource:
     async def messages(self) -> AsyncIterator[messages.ControlMessage]:
         while True:
             yield await self._inbox.get()
+
+
+def _log_refusal(kind: str, future: asyncio.Future[proto.Reply]) -> None:
+    if future.cancelled() or future.exception() is not None:  # the link was cut: the step is lost, as it may be
+        return
+    reply = future.result()
+    if not reply.ok:
+        log.warning("the gateway refused %s: %s", kind, reply.error)
 
 
 def _reason(ws: aiohttp.ClientWebSocketResponse) -> str:

@@ -56,6 +56,7 @@ async def test_a_cut_link_resumes_without_duplicate_results(  # type: ignore[no-
         result = await result_of(client, task_id)
         assert result.worker == "cut-node" and result.tries == 1
         assert node._gateway is not None and node._gateway.connections >= 2
+        await eventually(lambda: _has(client, task_id, EventType.FINISHED))  # it goes out after the result
         finished = [e for e in await events(client, EventType.FINISHED) if e.task_id == task_id]
         assert len(finished) == 1
         follow = await client.submit("u:a", CLI, [small()])  # the node goes on taking tasks
@@ -87,6 +88,7 @@ async def test_a_node_gone_past_its_lease_loses_the_task_and_its_late_result(  #
         await asyncio.sleep(0)
         await eventually(lambda: _idle(client, "gone-node"), limit_s=15)
         assert (await client.result(task_id)).worker == "spare"  # type: ignore[union-attr]
+        await eventually(lambda: _has(client, task_id, EventType.FINISHED))
         finished = [e for e in await events(client, EventType.FINISHED) if e.task_id == task_id]
         assert [e.worker for e in finished] == ["spare"]
         await gone.close()
