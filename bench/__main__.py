@@ -1,6 +1,8 @@
 """``python -m bench [--json]``: the worker pool against its targets, and plain arq measured in the same run.
 
 ``python -m bench --scale [--json] [--depths 1000,10000]``: the queue at community scale (see bench/scale.py).
+
+``python -m bench --gateway [--json]``: volunteer nodes through the worker gateway (see bench/gateway.py).
 """
 
 from __future__ import annotations
@@ -114,8 +116,18 @@ def main() -> int:
     parser.add_argument("--scale", action="store_true", help="the scale run instead of the pool benchmark")
     parser.add_argument("--depths", default=",".join(str(d) for d in scale.DEPTHS),
                         help="with --scale: queue depths to measure (default 1000,10000,100000)")
+    parser.add_argument("--gateway", action="store_true", help="the worker gateway benchmark (bench/gateway.py)")
     args = parser.parse_args()
     started = time.monotonic()
+    if args.gateway:
+        from bench import gateway
+
+        found = asyncio.run(gateway.measure())
+        if args.json:
+            print(json.dumps(found))
+        else:
+            gateway.show(found, time.monotonic() - started)
+        return 0 if all(gateway.checks(found).values()) else 1
     if args.scale:
         results = asyncio.run(scale.measure(tuple(int(d) for d in args.depths.split(","))))
         if args.json:

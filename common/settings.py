@@ -195,6 +195,29 @@ class Settings(BaseSettings):
         """The web gallery's page of a job, when EASEL_WEB_URL is set."""
         return f"{self.web_url.rstrip('/')}/jobs/{job_id}" if self.web_url else None
 
+    # --- Worker gateway and node tokens (issue 11) ------------------------------------------------------------
+    gateway_url: str | None = Field(
+        default=None, description="A volunteer node's gateway, e.g. https://easel.example.org (instead of Redis).",
+    )
+    node_token: SecretStr | None = Field(
+        default=None, description="The node's token from `easel workers invite NAME` (with EASEL_GATEWAY_URL).",
+    )
+    gateway_ca_file: str | None = Field(
+        default=None, description="CA certificate(s) (PEM) the node trusts for the gateway; default: the system's.",
+    )
+    gateway_secret: SecretStr | None = Field(
+        default=None, description="Gateway: key of the owner pseudonyms nodes see (set it, or they change on restart).",
+    )
+    gateway_max_image_bytes: int = Field(
+        default=32 * 1024**2, ge=1024, description="Gateway: largest image a node may return.",
+    )
+    gateway_max_message_bytes: int = Field(
+        default=256 * 1024**2, ge=1024**2, description="Gateway: largest message from a node (a whole result).",
+    )
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Serve Prometheus /metrics on this port (workers and the bot).",
+    )
+
     def limits(self) -> Limits:
         """The request bounds, as the models validate them."""
         return Limits(**{name: getattr(self, name) for name in Limits.model_fields})
