@@ -23,9 +23,10 @@ def load_settings(**flags: Any) -> Settings:
     return Settings(**{k: v for k, v in flags.items() if v is not None})
 
 
-def _add_redis_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--redis-url", help="Redis URL (default: $REDIS_URL)")
-    parser.add_argument("--prefix", dest="redis_prefix", help="Redis key prefix (default: $EASEL_REDIS_PREFIX)")
+def _add_redis_flags(parser: argparse.ArgumentParser, default: object = None) -> None:
+    parser.add_argument("--redis-url", default=default, help="Redis URL (default: $REDIS_URL)")
+    parser.add_argument("--prefix", dest="redis_prefix", default=default,
+                        help="Redis key prefix (default: $EASEL_REDIS_PREFIX)")
 
 
 def build_parser() -> argparse.ArgumentParser:

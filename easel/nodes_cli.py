@@ -42,7 +42,8 @@ def add_node_commands(workers: argparse.ArgumentParser, add_redis_flags: Callabl
     acl = sub.add_parser("acl", help="print the Redis ACL SETUSER line for one trusted direct worker")
     acl.add_argument("name")
     for parser in (invite, revoke, ban, sub.choices["ls"], acl):
-        add_redis_flags(parser)
+        # The flags may come before or after the action: the action's parser must not reset what `workers` read.
+        add_redis_flags(parser, default=argparse.SUPPRESS)
 
 
 def add_gateway_command(commands: argparse._SubParsersAction, add_redis_flags: Callable[..., None]) -> None:
