@@ -8,6 +8,7 @@ validated, never silently rewritten: a bad value fails at start-up with a messag
 from __future__ import annotations
 
 import socket
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -177,6 +178,11 @@ class Settings(BaseSettings):
 
     # --- CLI ------------------------------------------------------------------------------------------------
     output_dir: str = Field(default="./easel-output", description="Where `easel submit` and the demo write PNGs.")
+
+    # --- backends (issue 10) --------------------------------------------------------------------------------
+    backend: Literal["a1111", "comfyui"] | None = Field(
+        default=None, description="The worker's server kind: `a1111` or `comfyui`; unset = detected from the URL."
+    )
 
     def limits(self) -> Limits:
         """The request bounds, as the models validate them."""

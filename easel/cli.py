@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run a GPU worker in front of one WebUI")
     _add_redis_flags(worker)
     worker.add_argument("--webui-url", help="the WebUI's base URL (default: $EASEL_WEBUI_URL)")
+    worker.add_argument("--backend", choices=["a1111", "comfyui"],
+                        help="the server's kind (default: $EASEL_BACKEND, else detected from the URL)")
     worker.add_argument("--name", dest="worker_name", help="worker name (default: $EASEL_WORKER_NAME or host name)")
     worker.add_argument("--drain", action="store_true",
                         help="tell the running worker of this name to finish its task, take no more and stop")
@@ -115,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "worker":
         settings = load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix,
-                                 webui_url=args.webui_url, worker_name=args.worker_name)
+                                 webui_url=args.webui_url, worker_name=args.worker_name, backend=args.backend)
         if args.drain:
             from easel.admin import drain
 

@@ -21,7 +21,7 @@ from common.connection import open_redis
 from common.errors import FailureCode, InvalidRequest, TaskFailed
 from common.events import EventStream, EventType, TaskEvent
 from common.limits import SEED_MAX, Limits
-from common.models import GenerationRequest, UpscaleRequest
+from common.models import GenerationRequest, UpscaleRequest, WorkflowRequest
 from common.queue import messages
 from common.queue.blobs import Blobs, images_of, to_payload
 from common.queue.estimates import WINDOW, estimate
@@ -45,6 +45,8 @@ async def connect_redis(settings: Settings) -> ArqRedis:
 
 def resolve_seed(request: GenerationRequest) -> GenerationRequest:
     """Pick the random seed now, so a retried or re-delivered task makes the same images."""
+    if isinstance(request, WorkflowRequest):
+        return request.with_seeds(lambda: random.randrange(SEED_MAX))
     if isinstance(request, UpscaleRequest) or request.seed != -1:
         return request
     return request.model_copy(update={"seed": random.randrange(SEED_MAX)})

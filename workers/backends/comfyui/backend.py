@@ -10,6 +10,7 @@ WebSocket, makes it read the history (and the queue) to learn what happened mean
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import io
 import logging
@@ -19,9 +20,10 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from common.models import Img2ImgRequest, UpscaleRequest
+from common.models import Img2ImgRequest, UpscaleRequest, WorkflowRequest
 from common.registry import CheckpointInfo
 from common.tasks import ImageOut
+from common.workflow_models import InputType
 from workers.backends import results
 from workers.backends.base import (
     BackendKind,
@@ -35,7 +37,7 @@ from workers.backends.base import (
 from workers.backends.comfyui import discovery, infotext, refusals, workflows
 from workers.backends.comfyui.catalog import Catalog
 from workers.backends.comfyui.client import ComfyClient, PromptRefused
-from workers.backends.comfyui.models import ErrorDetail, HistoryEntry, PromptRefusal
+from workers.backends.comfyui.models import ErrorDetail, HistoryEntry, NodeOutput, PromptRefusal
 from workers.backends.comfyui.progress import Tracker
 from workers.backends.comfyui.socket import ComfySocket, Dropped, Event, Message, Preview, Reconnected, Removed
 from workers.backends.errors import (
@@ -50,6 +52,7 @@ from workers.backends.http import DEFAULT_CONNECTION, Connection
 log = logging.getLogger(__name__)
 
 SEED_RANGE = 4294967294  # what A1111 draws a random seed from
+_NO_OUTPUT = NodeOutput()
 
 
 @dataclass
@@ -117,7 +120,9 @@ class ComfyUIBackend:
                 await self.discover()
             catalog = self._catalog
             assert catalog is not None
-            if not isinstance(request, UpscaleRequest) and request.seed == -1:
+            if isinstance(request, WorkflowRequest):
+                request = request.with_seeds(lambda: random.randrange(SEED_RANGE))
+            elif not isinstance(request, UpscaleRequest) and request.seed == -1:
                 request = request.model_copy(update={"seed": random.randrange(SEED_RANGE)})
             plan = await self._plan(request, catalog, run)
             await self.socket.start()
@@ -153,7 +158,11 @@ class ComfyUIBackend:
 
     async def _plan(self, request: GenerationTask, catalog: Catalog, run: _Run) -> workflows.Plan:
         prefix = f"easel/{run.task_id}"
-        if isinstance(request, UpscaleRequest):
+        if isinstance(request, WorkflowRequest):
+            images = [i.name for i in request.definition.inputs if i.type == InputType.IMAGE]
+            uploaded = {name: await self._upload(base64.b64decode(str(request.values[name]))) for name in images}
+            plan = workflows.custom(request, uploaded)
+        elif isinstance(request, UpscaleRequest):
             upscaler = catalog.upscaler(request.upscaler, "upscaler", latent=False)
             image = await self._upload(request.image)
             plan = workflows.upscale(request, upscaler, image, prefix)
@@ -272,6 +281,8 @@ class ComfyUIBackend:
         raise BackendServerError(f"ComfyUI ended the task with status '{status.status_str or 'unknown'}'")
 
     async def _images(self, request: GenerationTask, plan: workflows.Plan, entry: HistoryEntry) -> list[ImageOut]:
+        if isinstance(request, WorkflowRequest):
+            return await self._custom_images(request, plan, entry)
         refs = []
         for node_id in plan.outputs:
             output = entry.outputs.get(node_id)
@@ -287,7 +298,22 @@ class ComfyUIBackend:
             for png, seed in zip(pngs, plan.seeds, strict=True)
         ]
 
+    async def _custom_images(self, request: WorkflowRequest, plan: workflows.Plan,
+                             entry: HistoryEntry) -> list[ImageOut]:
+        """Every image every SaveImage node of an admin's workflow wrote, in node order."""
+        refs = [ref for node_id in plan.outputs for ref in (entry.outputs.get(node_id) or _NO_OUTPUT).images]
+        if not refs:
+            raise MalformedResponse(f"ComfyUI's history has no image from workflow '{request.workflow}'")
+        pngs = await asyncio.gather(*(self.client.view(ref) for ref in refs))
+        seed = request.seed
+        text = infotext.custom(request, seed=seed, version=self.version)
+        return [results.image_out(png, seed=seed, infotext=text) for png in pngs]
+
     def _parameters(self, request: GenerationTask, plan: workflows.Plan, run: _Run) -> dict[str, object]:
+        if isinstance(request, WorkflowRequest):
+            shown = {i.name for i in request.definition.inputs if i.type != InputType.IMAGE}
+            return {"workflow": request.workflow, **{k: v for k, v in request.values.items() if k in shown},
+                    "version": f"ComfyUI {self.version}" if self.version else "ComfyUI", "prompt_id": run.prompt_id}
         if isinstance(request, UpscaleRequest) or plan.names is None:
             return {"upscaler": getattr(request, "upscaler", None), "scale": getattr(request, "scale", None),
                     "prompt_id": run.prompt_id}

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from common.infotext import format_infotext
-from common.models import Img2ImgRequest, Txt2ImgRequest
+from common.models import Img2ImgRequest, Txt2ImgRequest, WorkflowRequest
+from common.workflow_models import InputType
 from workers.backends import samplers
 from workers.backends.comfyui.workflows import Plan
 
@@ -36,3 +37,16 @@ def generation(request: Txt2ImgRequest | Img2ImgRequest, plan: Plan, *, seed: in
         params["Hires upscaler"] = request.hires.upscaler  # None (Latent) is left out, as A1111 does
     params["Version"] = f"ComfyUI {version}" if version else "ComfyUI"
     return format_infotext(request.prompt, request.negative_prompt, params)
+
+
+def custom(request: WorkflowRequest, *, seed: int, version: str | None) -> str:
+    """Infotext for an admin's workflow: the prompt (if it declares one), the values set, the workflow's name."""
+    negative = request.values.get("negative_prompt", "")
+    params: dict[str, Any] = {"Workflow": request.workflow}
+    for declared in request.definition.inputs:
+        if declared.name in ("prompt", "negative_prompt") or declared.type == InputType.IMAGE:
+            continue
+        value = seed if declared.type == InputType.SEED else request.values[declared.name]
+        params[declared.name.replace("_", " ").capitalize()] = value
+    params["Version"] = f"ComfyUI {version}" if version else "ComfyUI"
+    return format_infotext(request.prompt, str(negative), params)
