@@ -127,7 +127,7 @@ class WorkflowDef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    graph: dict[str, dict[str, Any]] = Field(description="ComfyUI API format: node id -> class_type, inputs.")
+    graph: dict[str, Any] = Field(description="ComfyUI API format: node id -> class_type, inputs.")
     inputs: list[WorkflowInput] = Field(default_factory=list)
     description: str = ""
     work: float = Field(default=5.0, gt=0, description="GPU work units of one run, for fair shares and ETAs.")
@@ -143,7 +143,7 @@ class WorkflowDef(BaseModel):
 
     @field_validator("graph")
     @classmethod
-    def _graph(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def _graph(cls, v: dict[str, Any]) -> dict[str, Any]:
         if not v:
             raise ValueError("the workflow has no nodes")
         if len(v) > MAX_GRAPH_NODES:

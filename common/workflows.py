@@ -83,7 +83,9 @@ def check_against_workers(workflow: WorkflowDef, workers: Sequence[WorkerInfo], 
     files = {(folder, f.lower()) for w in comfy for folder, names in w.models.items() for f in names}
     files |= {("checkpoints", (c.filename or c.title).lower()) for w in comfy for c in w.checkpoints}
     defaults = {i.name: i.default for i in workflow.inputs if i.default is not None and i.type != InputType.IMAGE}
-    for folder, file in sorted(workflow.models(defaults)):
+    chosen = workflow.checkpoint_input()  # users choose it; each task is checked against the workers when submitted
+    skip = {(chosen.node, chosen.input)} if chosen is not None else set()
+    for folder, file in sorted(workflow.models(defaults, skip)):
         if (folder, file.lower()) not in files:
             raise ValueError(f"model '{file}' ({folder}) is not on any live ComfyUI worker")
     return []

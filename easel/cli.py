@@ -72,9 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_redis_flags(bot)
 
     from easel.jobs_cli import add_jobs_commands, add_sweep_command
+    from easel.workflows_cli import add_workflows_commands
 
     add_sweep_command(commands, _add_redis_flags)
     add_jobs_commands(commands, _add_redis_flags)
+    add_workflows_commands(commands, _add_redis_flags)
 
     demo = commands.add_parser("demo", help="run the whole path on this machine with the stub WebUI")
     demo.add_argument("--out", help="output folder (default ./easel-output)")
@@ -157,6 +159,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         settings = load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix)
         return (jobs_cli.run_sweep if args.command == "sweep" else jobs_cli.run_jobs)(args, settings)
+    if args.command == "workflows":
+        from easel import workflows_cli
+
+        return workflows_cli.run(args, load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix))
     if args.command == "demo":
         from easel.demo import demo
 
