@@ -159,9 +159,7 @@ class ComfyUIBackend:
     async def _plan(self, request: GenerationTask, catalog: Catalog, run: _Run) -> workflows.Plan:
         prefix = f"easel/{run.task_id}"
         if isinstance(request, WorkflowRequest):
-            images = [i.name for i in request.definition.inputs if i.type == InputType.IMAGE]
-            uploaded = {name: await self._upload(base64.b64decode(str(request.values[name]))) for name in images}
-            plan = workflows.custom(request, uploaded)
+            plan = workflows.custom(request, await self._server_values(request, catalog))
         elif isinstance(request, UpscaleRequest):
             upscaler = catalog.upscaler(request.upscaler, "upscaler", latent=False)
             image = await self._upload(request.image)
@@ -181,6 +179,19 @@ class ComfyUIBackend:
         if run.cancelled:
             raise Interrupted("the generation was interrupted before it started")
         return plan
+
+    async def _server_values(self, request: WorkflowRequest, catalog: Catalog) -> dict[str, str]:
+        """Values as this server names them: images uploaded (their file names), checkpoints by file name (a user
+        may write ``rand_sd15`` for ``rand_sd15.safetensors``)."""
+        named: dict[str, str] = {}
+        for declared in request.definition.inputs:
+            value = str(request.values[declared.name])
+            if declared.type == InputType.IMAGE:
+                named[declared.name] = await self._upload(base64.b64decode(value))
+            elif declared.type == InputType.CHECKPOINT:
+                found = catalog.checkpoint(value, None)
+                named[declared.name] = found.filename or found.title
+        return named
 
     async def _upload(self, image: bytes) -> str:
         """Upload under a name derived from the content, so a re-upload reuses the file and names never clash."""
