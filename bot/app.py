@@ -28,7 +28,8 @@ from jobs.service import JobService
 
 log = logging.getLogger(__name__)
 
-COGS = ("bot.cogs.imagine", "bot.cogs.edit", "bot.cogs.sweep", "bot.cogs.queue", "bot.cogs.settings")
+COGS = ("bot.cogs.imagine", "bot.cogs.edit", "bot.cogs.sweep", "bot.cogs.queue", "bot.cogs.settings",
+        "bot.cogs.workflows")
 
 Action = Callable[["EaselBot", discord.Interaction], Awaitable[str | None]]
 

@@ -10,6 +10,8 @@ which copies the definition from the store: users never send a graph.
 from __future__ import annotations
 
 import inspect
+import json
+import time
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -89,6 +91,46 @@ def check_against_workers(workflow: WorkflowDef, workers: Sequence[WorkerInfo], 
         if (folder, file.lower()) not in files:
             raise ValueError(f"model '{file}' ({folder}) is not on any live ComfyUI worker")
     return []
+
+
+def parse_input(text: str) -> dict[str, Any]:
+    """``steps:int:3.steps:1:50:20`` -> the input's fields (ValueError saying the expected form)."""
+    parts = text.split(":")
+    if len(parts) < 3 or "." not in parts[2]:
+        raise ValueError(f"input '{text}': expected NAME:TYPE:NODE.INPUT[:MIN[:MAX[:DEFAULT]]], "
+                         "e.g. steps:int:3.steps:1:50:20")
+    node, _, input_name = parts[2].partition(".")
+    fields: dict[str, Any] = {"name": parts[0], "type": parts[1], "node": node, "input": input_name}
+    for key, value in zip(("min", "max"), parts[3:5], strict=False):
+        if value:
+            fields[key] = value
+    if len(parts) > 5:
+        fields["default"] = ":".join(parts[5:])  # a default may hold ':' (a prompt)
+    return fields
+
+
+def build_definition(name: str, graph: str, inputs: str | None, specs: Sequence[str], *, description: str = "",
+                     added_by: str = "", work: float | None = None) -> WorkflowDef:
+    """A workflow from its API-format JSON text, its inputs as a JSON list and/or ``NAME:TYPE:NODE.INPUT...``
+    specs; ValueError naming what is wrong."""
+    try:
+        data: dict[str, Any] = {"name": name, "graph": json.loads(graph),
+                                "inputs": json.loads(inputs) if inputs else []}
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(data["inputs"], list):
+        raise ValueError("inputs: expected a JSON list of inputs")
+    data["inputs"] += [parse_input(text) for text in specs]
+    data.update(description=description, added_by=added_by, added_ms=int(time.time() * 1000))
+    if work is not None:
+        data["work"] = work
+    try:
+        return WorkflowDef.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        raise ValueError(f"{where}: {message}" if where else message) from None
 
 
 def parse_assignments(pairs: Sequence[str]) -> dict[str, str]:

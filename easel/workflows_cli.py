@@ -11,12 +11,10 @@ import argparse
 import asyncio
 import getpass
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -24,7 +22,7 @@ from common.connection import open_redis
 from common.queue.keys import Keys
 from common.registry import Registry
 from common.settings import Settings
-from common.workflows import WorkflowDef, WorkflowStore, check_against_workers
+from common.workflows import WorkflowDef, WorkflowStore, build_definition, check_against_workers
 
 
 def add_workflows_commands(commands: Any, add_redis_flags: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -47,42 +45,15 @@ def add_workflows_commands(commands: Any, add_redis_flags: Callable[[argparse.Ar
         add_redis_flags(parser)
 
 
-def parse_input(text: str) -> dict[str, Any]:
-    """``steps:int:3.steps:1:50:20`` -> the input's fields (ValueError saying the expected form)."""
-    parts = text.split(":")
-    if len(parts) < 3 or "." not in parts[2]:
-        raise ValueError(f"--input '{text}': expected NAME:TYPE:NODE.INPUT[:MIN[:MAX[:DEFAULT]]], "
-                         "e.g. steps:int:3.steps:1:50:20")
-    node, _, input_name = parts[2].partition(".")
-    fields: dict[str, Any] = {"name": parts[0], "type": parts[1], "node": node, "input": input_name}
-    for key, value in zip(("min", "max"), parts[3:5], strict=False):
-        if value:
-            fields[key] = value
-    if len(parts) > 5:
-        fields["default"] = ":".join(parts[5:])  # a default may hold ':' (a prompt)
-    return fields
-
-
 def definition(args: argparse.Namespace) -> WorkflowDef:
     """The workflow from the files and flags; ValueError naming what is wrong."""
     try:
-        graph = json.loads(args.file.read_text())
-        inputs = json.loads(args.inputs.read_text()) if args.inputs else []
+        graph = args.file.read_text()
+        inputs = args.inputs.read_text() if args.inputs else None
     except OSError as exc:
         raise ValueError(f"{exc.filename}: cannot read it ({exc.strerror})") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-    inputs += [parse_input(text) for text in args.input]
-    data = {"name": args.name, "graph": graph, "inputs": inputs, "description": args.description,
-            "added_by": f"cli:{getpass.getuser()}", "added_ms": int(time.time() * 1000)}
-    if args.work is not None:
-        data["work"] = args.work
-    try:
-        return WorkflowDef.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ValueError(f"{where}: {first['msg'].removeprefix('Value error, ')}" if where else first["msg"]) from None
+    return build_definition(args.name, graph, inputs, args.input, description=args.description,
+                            added_by=f"cli:{getpass.getuser()}", work=args.work)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -79,7 +79,8 @@ async def test_a_mixed_pool_routes_workflows_to_comfyui_only(
     assert set(Counter(r.worker for r in results[3:])) == {"gpu-a", "gpu-c"}  # ordinary tasks on both
     for result in results[:3]:
         text = read_infotext(result.images[0].png) or ""
-        assert "Workflow: sd15" in text and "Steps: 3" in text and "Size: 64x64" in text and result.parameters["workflow"] == "sd15"
+        assert "Workflow: sd15" in text and "Steps: 3" in text and "Size: 64x64" in text
+        assert result.parameters["workflow"] == "sd15"
         assert result.images[0].width == 64
     assert len(comfy.engine.history) == 3 + sum(r.worker == "gpu-c" for r in results[3:])
 

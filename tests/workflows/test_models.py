@@ -12,8 +12,7 @@ from pydantic import ValidationError
 from common.models import WorkflowRequest
 from common.registry import CheckpointInfo, WorkerInfo
 from common.workflow_models import WorkflowDef
-from common.workflows import check_against_workers, parse_assignments
-from easel.workflows_cli import parse_input
+from common.workflows import check_against_workers, parse_assignments, parse_input
 from tests.conftest import png_bytes
 from tests.workflows.conftest import example_data
 
