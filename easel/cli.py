@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the whole path on this machine with the stub WebUI")
     demo.add_argument("--out", help="output folder (default ./easel-output)")
     demo.add_argument("--step-ms", type=float, default=40.0, help="stub time per sampling step (default 40)")
+    demo.add_argument("--backend", choices=("a1111", "comfyui"), default="a1111",
+                      help="which server the stub stands in for (comfyui also runs a custom workflow)")
     return parser
 
 
@@ -166,7 +168,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from easel.demo import demo
 
-        return demo(out=args.out, step_ms=args.step_ms)
+        return demo(out=args.out, step_ms=args.step_ms, backend=args.backend)
     raise AssertionError(args.command)
 
 
