@@ -2,9 +2,10 @@
 
 One task: resolve its names against what the server has (refusing what it lacks, naming the field), upload an init
 image, build the graph (:mod:`~workers.backends.comfyui.workflows`), ``POST /prompt`` with our own ``prompt_id``,
-then follow that prompt's events until ``executing {node: null}``; read ``/history/{prompt_id}``, fetch the images
-from ``/view`` and write A1111 infotext into them (ComfyUI's ``prompt`` chunk stays). A quiet spell, or a reconnected
-WebSocket, makes it read the history (and the queue) to learn what happened meanwhile.
+then follow that prompt's events until ``execution_success`` (the outputs known from its ``executed`` messages) or
+``executing {node: null}`` (then read ``/history/{prompt_id}``); fetch the images from ``/view`` and write A1111
+infotext into them (ComfyUI's ``prompt`` chunk stays). A quiet spell, or a reconnected WebSocket, makes it read the
+history (and the queue) to learn what happened meanwhile.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from workers.backends.base import (
 from workers.backends.comfyui import discovery, infotext, refusals, workflows
 from workers.backends.comfyui.catalog import Catalog
 from workers.backends.comfyui.client import ComfyClient, PromptRefused
-from workers.backends.comfyui.models import ErrorDetail, HistoryEntry, NodeOutput, PromptRefusal
+from workers.backends.comfyui.models import ErrorDetail, HistoryEntry, HistoryStatus, NodeOutput, PromptRefusal
 from workers.backends.comfyui.progress import Tracker
 from workers.backends.comfyui.socket import ComfySocket, Dropped, Event, Message, Preview, Reconnected, Removed
 from workers.backends.errors import (
@@ -219,6 +220,7 @@ class ComfyUIBackend:
         """Events of this prompt until it is done; the history entry it left."""
         assert run.events is not None
         tracker = Tracker(plan)
+        outputs: dict[str, NodeOutput] = {}  # from ``executed`` messages: what the history will say
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.read_timeout
         while True:
@@ -239,14 +241,27 @@ class ComfyUIBackend:
             elif isinstance(event, Preview):
                 tracker.preview(event.image)
             elif isinstance(event, Message):
-                if event.type == "executing" and event.data.get("node") is None:
-                    return await self._history(run)
+                done = await self._done_by(event, plan, run, outputs)
+                if done is not None:
+                    return done
                 progress = self._progress_of(event, tracker)
                 if progress is not None:
                     await on_progress(progress)
             elif isinstance(event, Dropped):
                 log.warning("ComfyUI's WebSocket dropped (%s) while task %s ran; reconnecting", event.reason,
                             run.task_id)
+
+    async def _done_by(self, event: Message, plan: workflows.Plan, run: _Run,
+                       outputs: dict[str, NodeOutput]) -> HistoryEntry | None:
+        """The entry once ``event`` says the prompt is done; collects what ``executed`` messages say on the way."""
+        if event.type == "executing" and event.data.get("node") is None:
+            return await self._history(run)
+        if event.type == "executed":
+            outputs[str(event.data.get("node"))] = NodeOutput.model_validate(event.data.get("output") or {})
+        elif event.type == "execution_success" and all(node in outputs for node in plan.outputs):
+            # Done, and the WebSocket said what every output wrote: the history would say no more (one request less)
+            return HistoryEntry(outputs=outputs, status=HistoryStatus(status_str="success", completed=True))
+        return None
 
     @staticmethod
     def _progress_of(event: Message, tracker: Tracker) -> Progress | None:
