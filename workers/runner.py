@@ -90,6 +90,7 @@ class TaskRunner:
         checkpoint = None if isinstance(request, UpscaleRequest) else request.checkpoint
         if checkpoint is not None:
             await self._ensure_checkpoint(spec, checkpoint)
+            self._raise_if_cancelled(spec)  # cancelled while the checkpoint loaded: the backend had nothing to stop
         began = time.monotonic()
         generated = await self._generate_watched(spec)
         self._raise_if_cancelled(spec)

@@ -49,7 +49,7 @@ async def open_context(settings: Settings, source: TaskSource) -> WorkerContext:
         await discover(backend, info)
         info.state = WorkerState.IDLE
     except BackendError as exc:  # start anyway: the health check brings it in once the server answers
-        log.warning("the server at %s does not answer yet (%s)", backend.base_url, exc)
+        log.warning("the server at %s cannot be used yet (%s); retrying at each health check", backend.base_url, exc)
         info.state = WorkerState.UNHEALTHY
 
     async def beat() -> None:  # state changes (busy, switching) are published at once, not at the next beat

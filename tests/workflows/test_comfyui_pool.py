@@ -115,3 +115,15 @@ async def test_submitted_values_are_checked_against_the_declared_inputs(
         await request_for(store, "nope", {})
     made = await request_for(store, "sd15", {"seed": "5"})
     assert isinstance(made, WorkflowRequest) and made.seed == 5
+
+
+async def test_a_forced_backend_is_not_detected_and_a_wrong_one_keeps_the_worker_out(
+    client: EaselClient, stub: StubServer, comfy: ComfyStub, start_worker  # type: ignore[no-untyped-def]
+) -> None:
+    forced = await start_worker(comfy.url, worker_name="gpu-c", backend="comfyui")
+    assert forced.wctx.backend.kind == "comfyui" and forced.wctx.info.backend == "comfyui"
+    wrong = await start_worker(stub.url, worker_name="gpu-w", backend="comfyui")  # an A1111 server, forced ComfyUI
+    assert wrong.wctx.info.state == "unhealthy" and wrong.wctx.info.backend is None
+    record = await client.submit("u:a", CLI, [small(i) for i in range(3)])
+    results = [await result_of(client, task_id) for task_id in record.task_ids]
+    assert {r.worker for r in results} == {"gpu-c"}  # the misconfigured worker took nothing
