@@ -12,7 +12,7 @@ from common.events import EventType
 from common.images import read_infotext
 from common.infotext import parse_infotext
 from common.models import Txt2ImgRequest, WorkflowRequest
-from common.queue import CancelOutcome, EaselClient
+from common.queue import CancelOutcome, EaselClient, messages
 from common.workflow_models import WorkflowDef
 from common.workflows import WorkflowStore, request_for
 from tests.conftest import ComfyStub, StubServer
@@ -127,3 +127,27 @@ async def test_a_forced_backend_is_not_detected_and_a_wrong_one_keeps_the_worker
     record = await client.submit("u:a", CLI, [small(i) for i in range(3)])
     results = [await result_of(client, task_id) for task_id in record.task_ids]
     assert {r.worker for r in results} == {"gpu-c"}  # the misconfigured worker took nothing
+
+
+async def test_etas_count_only_workers_that_can_run_the_task(
+    client: EaselClient, stub: StubServer, comfy: ComfyStub, start_worker, sd15: WorkflowDef  # type: ignore[no-untyped-def]
+) -> None:
+    await start_worker(stub.url, worker_name="gpu-a")
+    await start_worker(comfy.url, worker_name="gpu-c")
+    store = WorkflowStore(client.redis, client.keys)
+    await store.put(sd15)
+    # the only worker that can run a workflow takes no tasks for now (once it listens to its inbox)
+    await eventually(lambda: client.tell("gpu-c", messages.Pause()))
+    await eventually(lambda: _states(client, {"gpu-a": "idle", "gpu-c": "paused"}))
+    flow = await request_for(store, "sd15", {"width": "64", "height": "64", "steps": "2"})
+    record = await client.submit("u:a", CLI, [flow, small(1, steps=2)])
+    estimates = await client.estimates(record.task_ids)
+    assert estimates[record.task_ids[0]].start_ms is None
+    assert estimates[record.task_ids[0]].reason == "no live worker can run it"
+    assert (await result_of(client, record.task_ids[1])).worker == "gpu-a"  # the ordinary task ran meanwhile
+    await client.tell("gpu-c", messages.Resume())
+    assert (await result_of(client, record.task_ids[0])).worker == "gpu-c"
+
+
+async def _states(client: EaselClient, wanted: dict[str, str]) -> bool:
+    return {w.name: w.state.value for w in await client.registry.live()} == wanted
