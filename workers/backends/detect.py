@@ -80,7 +80,6 @@ def _is_comfy(response: httpx.Response) -> bool:
     return isinstance(body.get("system"), dict) and isinstance(body.get("devices"), list)
 
 
-
 class DetectingBackend:
     """The worker's backend: the server's kind is detected (or forced) on first contact, so a worker whose server is
     not up yet still starts, and the health check brings it in once the server answers."""
