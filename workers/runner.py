@@ -45,14 +45,27 @@ class BackendStalled(BackendTimeout):
 
 
 class _Latest:
-    """The backend's last progress report, kept by its callback and read by the watcher (which publishes it)."""
+    """The backend's progress reports: each is published at once unless one went out less than ``interval_s`` ago;
+    the watcher flushes the held-back last one, so fast steps cost at most one event per interval."""
 
-    def __init__(self) -> None:
+    def __init__(self, publish: Callable[[Progress], Awaitable[None]], interval_s: float) -> None:
+        self._publish, self._interval_s = publish, interval_s
         self.progress: Progress | None = None
         self.moved = time.monotonic()
+        self._published: Progress | None = None
+        self._published_at = 0.0
 
     async def update(self, progress: Progress) -> None:
         self.progress, self.moved = progress, time.monotonic()
+        if self.moved - self._published_at >= self._interval_s:
+            await self.flush()
+
+    async def flush(self) -> None:
+        progress = self.progress
+        if progress is None or progress is self._published:
+            return
+        self._published, self._published_at = progress, time.monotonic()
+        await self._publish(progress)
 
 
 class TaskRunner:
@@ -128,7 +141,7 @@ class TaskRunner:
 
     async def _generate_watched(self, spec: TaskSpec) -> Generated:
         """The generation, with a watcher beside it that reports progress and ends it if it stalls."""
-        latest = _Latest()
+        latest = _Latest(lambda progress: self._report(spec, progress), self.progress_interval_s)
         generation = asyncio.create_task(self._generate(spec, latest), name=f"generate {spec.task_id}")
         watcher = asyncio.create_task(self._watch(spec, latest), name=f"progress {spec.task_id}")
         try:
@@ -149,25 +162,22 @@ class TaskRunner:
         )
 
     async def _watch(self, spec: TaskSpec, latest: _Latest) -> None:
-        """Publish progress; notice a cancel whose message was missed; return when progress stalls."""
-        published: Progress | None = None
+        """Flush held-back progress; notice a cancel whose message was missed; return when progress stalls."""
         while time.monotonic() - latest.moved < self.stall_s:
             await asyncio.sleep(self.progress_interval_s)
             if spec.task_id not in self._cancelled and await self._quietly(self.source.cancel_requested(spec.task_id)):
                 await self.cancel(spec.task_id)
-            progress = latest.progress
-            if progress is None or progress is published:
-                continue
-            published = progress
-            preview = shrink_preview(progress.preview)
-            if preview is not None:
-                await self._quietly(self.source.set_preview(spec.task_id, preview))
-            await self._publish(
-                spec, EventType.PROGRESS, step=progress.step, steps=progress.steps,
-                progress=round(progress.fraction, 4),
-                eta_s=round(progress.eta_s, 2) if progress.eta_s is not None else None,
-                has_preview=preview is not None or None,
-            )
+            await latest.flush()
+
+    async def _report(self, spec: TaskSpec, progress: Progress) -> None:
+        preview = shrink_preview(progress.preview)
+        if preview is not None:
+            await self._quietly(self.source.set_preview(spec.task_id, preview))
+        await self._publish(
+            spec, EventType.PROGRESS, step=progress.step, steps=progress.steps, progress=round(progress.fraction, 4),
+            eta_s=round(progress.eta_s, 2) if progress.eta_s is not None else None,
+            has_preview=preview is not None or None,
+        )
 
     async def _generate(self, spec: TaskSpec, latest: _Latest) -> Generated:
         """One call; on out-of-memory with more than one image, once more as two halves (seed, seed + half)."""
