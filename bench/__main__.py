@@ -3,6 +3,8 @@
 ``python -m bench --scale [--json] [--depths 1000,10000]``: the queue at community scale (see bench/scale.py).
 
 ``python -m bench --gateway [--json]``: volunteer nodes through the worker gateway (see bench/gateway.py).
+``python -m bench --comfyui [--json]``: the ComfyUI path: Easel's overhead per task (the server done -> the result
+stored) and the duty cycle of one worker on the ComfyUI stub.
 """
 
 from __future__ import annotations
@@ -52,6 +54,39 @@ async def measure() -> dict[str, Any]:
             "redelivery_s": round(await scenarios.arq_redelivery(), 2),
         },
     }
+
+
+COMFYUI_TARGETS = {"duty_cycle": (">=", 0.98)}
+
+
+async def measure_comfyui() -> dict[str, Any]:
+    overheads, duty = await scenarios.comfyui()
+    a1111_duty = await scenarios.duty_cycle()  # the same load on the A1111 stub, in the same run, to compare
+    return {
+        "overhead_p50_ms": round(scenarios.percentile(overheads, 50), 1),
+        "overhead_p99_ms": round(scenarios.percentile(overheads, 99), 1),
+        "overhead_max_ms": round(max(overheads), 1),
+        "duty_cycle": round(duty, 4),
+        "a1111_duty_cycle": round(a1111_duty, 4),
+        "tasks": len(overheads),
+    }
+
+
+def show_comfyui(figures: dict[str, Any], seconds: float) -> None:
+    table = Table(title=f"Easel on the ComfyUI stub ({seconds:.0f} s; {figures['tasks']} tasks of 25 x 20 ms steps)")
+    for column in ("figure", "Easel", "target", ""):
+        table.add_column(column)
+    for key, value in figures.items():
+        op_bound = COMFYUI_TARGETS.get(key)
+        target, mark = "", ""
+        if op_bound is not None:
+            target = f"{op_bound[0]} {op_bound[1]}"
+            mark = "[green]ok[/]" if value >= op_bound[1] else "[red]MISSED[/]"
+        table.add_row(key, str(value), target, mark)
+    Console().print(table)
+    Console().print("overhead: ms from ComfyUI's execution_success (its history entry complete) to Easel's finished "
+                    "event (the result stored): WebSocket, /view, infotext, Redis. a1111_duty_cycle: the same tasks "
+                    "on the A1111 stub in this run, for comparison on this machine's load.")
 
 
 def checks(figures: dict[str, Any]) -> dict[str, bool]:
@@ -114,6 +149,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON object with the figures")
     parser.add_argument("--scale", action="store_true", help="the scale run instead of the pool benchmark")
+    parser.add_argument("--comfyui", action="store_true", help="the ComfyUI path instead of the pool benchmark")
     parser.add_argument("--depths", default=",".join(str(d) for d in scale.DEPTHS),
                         help="with --scale: queue depths to measure (default 1000,10000,100000)")
     parser.add_argument("--gateway", action="store_true", help="the worker gateway benchmark (bench/gateway.py)")
@@ -135,6 +171,13 @@ def main() -> int:
         else:
             show_scale(results, time.monotonic() - started)
         return 0 if all(results["checks"].values()) else 1
+    if args.comfyui:
+        comfy = asyncio.run(measure_comfyui())
+        if args.json:
+            print(json.dumps(comfy))
+        else:
+            show_comfyui(comfy, time.monotonic() - started)
+        return 0 if comfy["duty_cycle"] >= COMFYUI_TARGETS["duty_cycle"][1] else 1
     figures = asyncio.run(measure())
     if args.json:
         print(json.dumps(figures))

@@ -251,3 +251,32 @@ async def arq_redelivery() -> float:
         stack.workers[started["worker"]].kill()
         ttl_ms = await pool.pttl(f"arq:in-progress:{job.job_id}")
         return (time.monotonic() - killed) + ttl_ms / 1000 + 0.25
+
+
+# --- ComfyUI -------------------------------------------------------------------------------------------------
+
+
+async def comfyui(tasks: int = 30, steps: int = 25, step_ms: float = 20) -> tuple[list[float], float]:
+    """One worker on the ComfyUI stub, ``tasks`` queued tasks of ~0.5 s each.
+
+    Returns Easel's overhead per task (ms from the prompt's ``execution_success`` in ComfyUI's history, when the
+    server is done, to the ``finished`` event, published once the result is stored) and the duty cycle (time the
+    stub spent executing prompts / wall time from its first start to its last end).
+    """
+    async with easel_stack(step_ms=step_ms, flavor="comfyui") as (stack, client):
+        after = await client.events.last_id()
+        record = await client.submit("bench:a", ORIGIN, [request(steps, seed=i) for i in range(tasks)])
+        results = [await wait_result(client, task_id) for task_id in record.task_ids]
+        stats = await stub_stats(stack.webui_urls[0])
+        finished = {event.task_id: event.at_ms for _, event in await client.events.read(after, block_ms=10,
+                                                                                         count=100_000)
+                    if event.type == EventType.FINISHED}
+        overheads = []
+        async with httpx.AsyncClient(base_url=stack.webui_urls[0]) as http:
+            for result in results:
+                prompt_id = str(result.parameters["prompt_id"])
+                entry = (await http.get(f"/history/{prompt_id}")).json()[prompt_id]
+                done_ms = next(data["timestamp"] for name, data in entry["status"]["messages"]
+                               if name == "execution_success")
+                overheads.append(float(finished[result.task_id] - done_ms))
+        return overheads, float(stats["busy_s"] / stats["window_s"])

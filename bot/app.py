@@ -23,7 +23,8 @@ from jobs.service import JobService
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ("bot.submission", "bot.delivery", "bot.cogs.imagine", "bot.cogs.edit", "bot.cogs.sweep",
-              "bot.cogs.queue", "bot.cogs.settings", "bot.cogs.nodes")
+              "bot.cogs.queue", "bot.cogs.settings", "bot.cogs.nodes",
+              "bot.cogs.workflows")
 
 
 class EaselBot(commands.Bot):

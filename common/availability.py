@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from common.errors import NotAvailable
-from common.models import GenerationParams, GenerationRequest, UpscaleRequest
+from common.models import GenerationParams, GenerationRequest, UpscaleRequest, WorkflowRequest
 from common.registry import WorkerInfo, union
 
 _SHOWN = 10  # names listed in a refusal
@@ -61,6 +61,33 @@ def _check_upscaler(name: str, workers: Sequence[WorkerInfo], *, field: str) -> 
         raise NotAvailable(f"{field}: upscaler '{name}' is unknown; choose one of {_choices(shown)}")
 
 
+def missing_capability(needs: Sequence[str], checkpoint: str | None, workers: Sequence[WorkerInfo]) -> str | None:
+    """What keeps the best of ``workers`` from running a task with these needs, in words; None if one can."""
+    from common.queue.lanes import capabilities  # local: the queue package imports this module's neighbours
+
+    best: list[str] | None = None
+    for worker in workers:
+        offered = capabilities(worker)
+        lacking = [need for need in needs if need not in offered]
+        if checkpoint is not None and worker.find_checkpoint(checkpoint) is None:
+            lacking.append(f"checkpoint:{checkpoint}")
+        if not lacking:
+            return None
+        if best is None or len(lacking) < len(best):
+            best = lacking
+    if best is None or "backend:comfyui" in best:
+        return "no live ComfyUI worker"
+    kind, _, name = best[0].partition(":")
+    what = {"node": "node class", "model": "model", "checkpoint": "checkpoint"}.get(kind, kind)
+    return f"no live worker has {what} '{name}'"
+
+
+def _check_workflow(request: WorkflowRequest, workers: Sequence[WorkerInfo]) -> None:
+    missing = missing_capability(request.needs(), request.checkpoint, workers)
+    if missing is not None:
+        raise NotAvailable(f"workflow: '{request.workflow}' cannot run now: {missing}")
+
+
 def check_servable(requests: Sequence[GenerationRequest], workers: Sequence[WorkerInfo]) -> None:
     """Raise :class:`NotAvailable` naming the field when no live worker could run one of ``requests``.
 
@@ -71,5 +98,7 @@ def check_servable(requests: Sequence[GenerationRequest], workers: Sequence[Work
     for request in requests:
         if isinstance(request, UpscaleRequest):
             _check_upscaler(request.upscaler, workers, field="upscaler")
+        elif isinstance(request, WorkflowRequest):
+            _check_workflow(request, workers)
         else:
             _check_params(request, workers)

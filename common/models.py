@@ -1,4 +1,4 @@
-"""Request models for the three generation kinds: what a user asks for, validated at every boundary.
+"""Request models for the generation kinds: what a user asks for, validated at every boundary.
 
 The same models are built from slash-command options, from CLI flags and from arq job payloads. Bounds come in two
 layers: absolute ones (A1111's own ranges) always apply; a deployment's :class:`~common.limits.Limits` narrow them
@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -36,6 +37,7 @@ from common.limits import (
     Limits,
     limits_from,
 )
+from common.workflow_models import InputType, WorkflowDef
 
 
 def _b64_to_bytes(value: Any) -> Any:
@@ -356,8 +358,69 @@ class UpscaleRequest(StrictModel):
         return self
 
 
-GenerationRequest = Annotated[Txt2ImgRequest | Img2ImgRequest | UpscaleRequest, Field(discriminator="kind")]
-"""Any of the three kinds, told apart by ``kind``."""
+class WorkflowRequest(StrictModel):
+    """Run an admin's registered ComfyUI workflow with the user's values for its declared inputs.
+
+    ``definition`` is the workflow as registered, copied in by the front end from the store (users give only the name
+    and values); ``values`` holds every declared input, checked against its declaration.
+    """
+
+    kind: Literal["workflow"] = "workflow"
+    workflow: str = Field(description="The registered workflow's name.")
+    definition: WorkflowDef = Field(description="The workflow as registered (graph and declared inputs).")
+    values: dict[str, int | float | str] = Field(default_factory=dict, description="Every declared input's value.")
+
+    @model_validator(mode="after")
+    def _values(self) -> WorkflowRequest:
+        if self.definition.name != self.workflow:
+            raise PydanticCustomError("bad_choice", "workflow: the definition is not the named workflow's")
+        try:
+            self.values = self.definition.bind_values(self.values)
+        except ValueError as exc:
+            raise PydanticCustomError("bad_value", "{reason}", {"reason": str(exc)}) from None
+        return self
+
+    @property
+    def checkpoint(self) -> str | None:
+        chosen = self.definition.checkpoint_input()
+        return str(self.values[chosen.name]) if chosen is not None else None
+
+    @property
+    def prompt(self) -> str:
+        """The ``prompt`` input's value if the workflow declares one (for listings), else the workflow's name."""
+        value = self.values.get("prompt")
+        return value if isinstance(value, str) else f"workflow {self.workflow}"
+
+    @property
+    def seed(self) -> int:
+        """The first seed input's value (-1 = not drawn yet), or 0 when the workflow declares none."""
+        seeds = [i.name for i in self.definition.inputs if i.type == InputType.SEED]
+        return int(self.values[seeds[0]]) if seeds else 0
+
+    def with_seeds(self, draw: Callable[[], int]) -> WorkflowRequest:
+        """A copy whose random (-1) seed inputs have drawn seeds."""
+        values = dict(self.values)
+        for declared in self.definition.inputs:
+            if declared.type == InputType.SEED and values.get(declared.name) == -1:
+                values[declared.name] = draw()
+        return self.model_copy(update={"values": values})
+
+    def reseeded(self) -> WorkflowRequest:
+        """A copy whose seed inputs are random again (-1), for a re-run with new seeds."""
+        values = dict(self.values)
+        for declared in self.definition.inputs:
+            if declared.type == InputType.SEED:
+                values[declared.name] = -1
+        return self.model_copy(update={"values": values})
+
+    def needs(self) -> list[str]:
+        return self.definition.needs(self.values)
+
+
+GenerationRequest = Annotated[
+    Txt2ImgRequest | Img2ImgRequest | UpscaleRequest | WorkflowRequest, Field(discriminator="kind")
+]
+"""Any of the four kinds, told apart by ``kind``."""
 
 
 def fit_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:

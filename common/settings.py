@@ -8,6 +8,7 @@ validated, never silently rewritten: a bad value fails at start-up with a messag
 from __future__ import annotations
 
 import socket
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -216,6 +217,11 @@ class Settings(BaseSettings):
     )
     metrics_port: int | None = Field(
         default=None, ge=1, le=65535, description="Serve Prometheus /metrics on this port (workers and the bot).",
+    )
+
+    # --- backends (issue 10) --------------------------------------------------------------------------------
+    backend: Literal["a1111", "comfyui"] | None = Field(
+        default=None, description="The worker's server kind: `a1111` or `comfyui`; unset = detected from the URL."
     )
 
     def limits(self) -> Limits:

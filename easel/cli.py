@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run a GPU worker in front of one WebUI")
     _add_redis_flags(worker)
     worker.add_argument("--webui-url", help="the WebUI's base URL (default: $EASEL_WEBUI_URL)")
+    worker.add_argument("--backend", choices=["a1111", "comfyui"],
+                        help="the server's kind (default: $EASEL_BACKEND, else detected from the URL)")
     worker.add_argument("--name", dest="worker_name", help="worker name (default: $EASEL_WORKER_NAME or host name)")
     worker.add_argument("--gateway", dest="gateway_url", help="a volunteer node: the gateway's https:// URL")
     worker.add_argument("--token", dest="node_token", help="the node's token (default: $EASEL_NODE_TOKEN)")
@@ -77,13 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_redis_flags(bot)
 
     from easel.jobs_cli import add_jobs_commands, add_sweep_command
+    from easel.workflows_cli import add_workflows_commands
 
     add_sweep_command(commands, _add_redis_flags)
     add_jobs_commands(commands, _add_redis_flags)
+    add_workflows_commands(commands, _add_redis_flags)
 
     demo = commands.add_parser("demo", help="run the whole path on this machine with the stub WebUI")
     demo.add_argument("--out", help="output folder (default ./easel-output)")
     demo.add_argument("--step-ms", type=float, default=40.0, help="stub time per sampling step (default 40)")
+    demo.add_argument("--backend", choices=("a1111", "comfyui"), default="a1111",
+                      help="which server the stub stands in for (comfyui also runs a custom workflow)")
     return parser
 
 
@@ -123,7 +129,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "worker":
         settings = load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix,
                                  webui_url=args.webui_url, worker_name=args.worker_name,
-                                 gateway_url=args.gateway_url, node_token=args.node_token)
+                                 gateway_url=args.gateway_url, node_token=args.node_token,
+                                 backend=args.backend)
         if args.drain:
             from easel.admin import drain
 
@@ -169,10 +176,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         settings = load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix)
         return (jobs_cli.run_sweep if args.command == "sweep" else jobs_cli.run_jobs)(args, settings)
+    if args.command == "workflows":
+        from easel import workflows_cli
+
+        return workflows_cli.run(args, load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix))
     if args.command == "demo":
         from easel.demo import demo
 
-        return demo(out=args.out, step_ms=args.step_ms)
+        return demo(out=args.out, step_ms=args.step_ms, backend=args.backend)
     raise AssertionError(args.command)
 
 

@@ -19,6 +19,7 @@ from rich.console import Console
 
 from common.settings import Settings
 from common.tasks import Origin
+from common.workflows import WorkflowStore, build_definition, check_against_workers, request_for
 from easel.follow import follow, save_images, summary_table
 from easel.logs import show_warnings
 from easel.stack import LocalStack
@@ -34,6 +35,7 @@ SWEEP = "cfg=5,9"
 SPEC = f"{' | '.join(PROMPTS)} :: {SWEEP}"
 BASE = {"kind": "txt2img", "prompt": PROMPTS[0], "steps": 12, "width": 384, "height": 384, "sampler": "DPM++ 2M"}
 DEMO = Origin(source="demo")
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "workflows"
 
 
 def _interrupt_on_term() -> None:
@@ -46,22 +48,23 @@ def _interrupt_on_term() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
-def demo(out: str | None, step_ms: float) -> int:
+def demo(out: str | None, step_ms: float, backend: str = "a1111") -> int:
     _interrupt_on_term()
     console = Console()
     show_warnings(console)
     settings = Settings()
     out_dir = Path(out or settings.output_dir)
     started = time.monotonic()
-    console.print("[bold]Easel demo[/]: starting Redis, the stub WebUI and one worker...")
-    with LocalStack(step_ms=step_ms, load_ms=300) as stack:
+    server = "the ComfyUI stub" if backend == "comfyui" else "the stub WebUI"
+    console.print(f"[bold]Easel demo[/]: starting Redis, {server} and one worker...")
+    with LocalStack(step_ms=step_ms, load_ms=300, flavor=backend) as stack:
         where = "embedded Valkey" if stack._own_redis else "REDIS_URL"
         console.print(f"  redis   {stack.redis_url} ({where}, prefix {stack.prefix})")
-        console.print(f"  webui   {stack.webui_urls[0]} (stub)")
+        console.print(f"  webui   {stack.webui_urls[0]} (stub, {backend})")
         console.print(f"  worker  {stack.worker_names[0]}")
         console.print(f"  store   {Path(settings.data_dir).absolute()} (the job store)")
         stacked = settings.model_copy(update={"redis_url": stack.redis_url, "redis_prefix": stack.prefix})
-        details = asyncio.run(_run(stacked, console))
+        details = asyncio.run(_run(stacked, console, comfyui=backend == "comfyui"))
     for detail in details:
         save_images(detail, out_dir)
     console.print(summary_table(details, out_dir))
@@ -75,7 +78,7 @@ def demo(out: str | None, step_ms: float) -> int:
     return 1 if failed else 0
 
 
-async def _run(settings: Settings, console: Console) -> list[JobDetail]:
+async def _run(settings: Settings, console: Console, *, comfyui: bool = False) -> list[JobDetail]:
     owner = f"cli:{getpass.getuser()}"  # the `--as` default of `easel jobs`: the demo's jobs are yours to curate
     async with JobService.open(settings) as jobs:
         console.print(f"\n[bold]1. Sweep[/]: {len(PROMPTS)} prompts x {SWEEP}")
@@ -88,9 +91,31 @@ async def _run(settings: Settings, console: Console) -> list[JobDetail]:
             return [sweep]
         console.print(f"\n[bold]2. Upscale[/] x2 of image {first.id} (seed {first.seed})")
         after = await jobs.client.events.last_id()
-        record = await jobs.curation.upscale_image(owner, first.id, scale=2.0, upscaler="R-ESRGAN 4x+")
+        upscaler = "RealESRGAN_x2plus" if comfyui else "R-ESRGAN 4x+"
+        record = await jobs.curation.upscale_image(owner, first.id, scale=2.0, upscaler=upscaler)
         console.print(f"job [bold]{record.job_id}[/] queued")
-        return [sweep, await follow(jobs, record, after, console)]
+        details = [sweep, await follow(jobs, record, after, console)]
+        if comfyui:
+            details.append(await _custom_workflow(jobs, owner, console))
+        return details
+
+
+async def _custom_workflow(jobs: JobService, owner: str, console: Console) -> JobDetail:
+    """Register the example workflow as an admin would (``easel workflows add``), then run it as a user."""
+    graph, inputs = (EXAMPLES / name for name in ("sd15_txt2img.json", "sd15_txt2img.inputs.json"))
+    workflow = build_definition("sd15-demo", graph.read_text(), inputs.read_text(), [],
+                                description="the example SD1.5 txt2img workflow", added_by="demo")
+    store = WorkflowStore(jobs.client.redis, jobs.client.keys)
+    check_against_workers(workflow, await jobs.client.live_workers())
+    await store.put(workflow)
+    values = {"prompt": PROMPTS[0], "steps": "12", "width": "384", "height": "384", "cfg": "6"}
+    console.print(f"\n[bold]3. Custom workflow[/] {workflow.name} ({len(workflow.graph)} nodes) with "
+                  + " ".join(f"{k}={v}" for k, v in values.items() if k != "prompt"))
+    request = await request_for(store, workflow.name, values, jobs.client.limits)
+    after = await jobs.client.events.last_id()
+    record = await jobs.recording.submit(owner, DEMO, [(workflow.name, request)])
+    console.print(f"job [bold]{record.job_id}[/] queued")
+    return await follow(jobs, record, after, console)
 
 
 def _next_steps(console: Console, details: list[JobDetail]) -> None:

@@ -79,11 +79,12 @@ class LocalStack:
 
     def __init__(self, *, redis_url: str | None = None, embedded: bool = False, step_ms: float = 40,
                  load_ms: float = 300, workers: int = 1, prefix: str | None = None,
-                 worker_env: dict[str, str] | None = None) -> None:
+                 worker_env: dict[str, str] | None = None, flavor: str = "a1111") -> None:
         self.redis_url = None if embedded else (redis_url or os.environ.get("REDIS_URL") or None)
         self.prefix = prefix or f"easel-{secrets.token_hex(4)}:"
         self.step_ms, self.load_ms, self.worker_count = step_ms, load_ms, workers
         self.worker_env = worker_env or {}
+        self.flavor = flavor  # of the stub servers: a1111, forge-neo, sdnext or comfyui
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
         self.stubs: dict[str, subprocess.Popen[bytes]] = {}
         self.logs = Path(tempfile.mkdtemp(prefix="easel-stack-"))
@@ -136,10 +137,12 @@ class LocalStack:
     def start_stub(self, name: str) -> str:
         port = free_port()
         process, log = self.spawn(
-            name, ["stub-webui", "--port", str(port), "--step-ms", str(self.step_ms), "--load-ms", str(self.load_ms)]
+            name, ["stub-webui", "--port", str(port), "--step-ms", str(self.step_ms), "--load-ms", str(self.load_ms),
+                   "--flavor", self.flavor]
         )
         url = f"http://127.0.0.1:{port}"
-        _wait(lambda: httpx.get(f"{url}/internal/ping", timeout=1).is_success, f"stub WebUI {name}", process, log, 20)
+        ping = "/system_stats" if self.flavor == "comfyui" else "/internal/ping"
+        _wait(lambda: httpx.get(f"{url}{ping}", timeout=1).is_success, f"stub WebUI {name}", process, log, 20)
         self.webui_urls.append(url)
         self.stubs[name] = process
         return url

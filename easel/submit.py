@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import getpass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from common.models import GenerationRequest
 from common.settings import Settings
 from common.sweep import expand, parse_axes
 from common.tasks import Origin
+from common.workflows import WorkflowStore, parse_assignments, request_for
 from easel.follow import follow, save_images, summary_table
 from easel.logs import show_warnings
 from jobs.models import JobStatus
@@ -29,6 +31,9 @@ def add_request_flags(parser: argparse.ArgumentParser, *, sweep_spec: bool = Fal
                             help="another prompt for the same settings (repeatable): a sweep over prompts")
         parser.add_argument("--sweep", default="", metavar="SPEC",
                             help='parameter lists, e.g. "cfg=5,7 steps=20,30 denoise=0.3,0.5"')
+        parser.add_argument("--workflow", metavar="NAME", help="run a registered ComfyUI workflow (easel workflows ls)")
+        parser.add_argument("--set", dest="values", action="append", default=[], metavar="KEY=VALUE",
+                            help="a workflow input (repeatable); KEY=@FILE reads an image input from FILE")
     parser.add_argument("--negative", dest="negative_prompt", help="negative prompt")
     parser.add_argument("--checkpoint", help="checkpoint name, title or hash")
     parser.add_argument("--sampler", help='sampler, e.g. "DPM++ 2M"')
@@ -82,11 +87,35 @@ def request_data(args: argparse.Namespace) -> dict[str, Any]:
 
 def submit(args: argparse.Namespace, settings: Settings) -> int:
     """``easel submit``: checked before anything is recorded or queued."""
+    if getattr(args, "workflow", None):
+        return asyncio.run(_submit_workflow(settings, args))
     data = request_data(args)
     prompts = [args.prompt, *args.also] if args.also else []
     tasks = expand(data, prompts, parse_axes(args.sweep), limits=settings.limits())
     out_dir = args.out or Path(settings.output_dir)
     return asyncio.run(_submit(settings, args.owner, tasks, out_dir))
+
+
+async def _submit_workflow(settings: Settings, args: argparse.Namespace) -> int:
+    """``--workflow NAME --set k=v``: only the workflow's declared inputs, checked against their bounds."""
+    try:
+        values: dict[str, Any] = parse_assignments(args.values)
+    except ValueError as exc:
+        raise InvalidRequest([f"--set: {exc}"]) from None
+    if args.prompt:
+        values.setdefault("prompt", args.prompt)
+    for key, value in values.items():
+        if isinstance(value, str) and value.startswith("@"):
+            values[key] = base64.b64encode(_read(Path(value[1:]))).decode()
+    async with JobService.open(settings) as jobs:
+        client = jobs.client
+        try:
+            request = await request_for(WorkflowStore(client.redis, client.keys), args.workflow, values,
+                                        client.limits)
+        except ValueError as exc:
+            raise InvalidRequest([str(exc)]) from None
+    out_dir = args.out or Path(settings.output_dir)
+    return await _submit(settings, args.owner, [(args.workflow, request)], out_dir)
 
 
 async def _submit(settings: Settings, owner: str, tasks: list[tuple[str, GenerationRequest]], out_dir: Path) -> int:

@@ -13,7 +13,7 @@ import io
 from PIL import Image
 
 from common.events import EventType, TaskEvent
-from common.models import GenerationRequest, Img2ImgRequest, Txt2ImgRequest, UpscaleRequest
+from common.models import GenerationRequest, Img2ImgRequest, Txt2ImgRequest, UpscaleRequest, WorkflowRequest
 from common.nodes import NodeRecord
 from common.tasks import TaskResult, TaskSpec
 
@@ -22,6 +22,7 @@ SETTLED_EVENTS = {EventType.FINISHED, EventType.FAILED, EventType.CANCELLED, Eve
 MAX_PREVIEW_BYTES = 256 * 1024
 MAX_EVENT_MESSAGE = 500
 SIZE_SLACK = 8  # A1111 rounds a hires or upscaled size to its own grid; allow that much either way
+MAX_WORKFLOW_IMAGES = 16  # a custom workflow's output count is the admin's graph's business, within reason
 
 
 def pseudonym(owner: str, secret: bytes) -> str:
@@ -33,6 +34,13 @@ def over_limits(record: NodeRecord, request: GenerationRequest) -> str | None:
     """Why this node's token may not run ``request``, or None."""
     if isinstance(request, UpscaleRequest):
         width, height = _upscaled(request)
+    elif isinstance(request, WorkflowRequest):
+        size = workflow_size(request)
+        if size is None:
+            if record.max_pixels is not None:
+                return "the workflow declares no width and height, so its size cannot be held to the node's limit"
+            size = (0, 0)
+        width, height = size
     else:
         width, height = expected_size(request)
     if record.max_pixels is not None and width * height > record.max_pixels:
@@ -50,6 +58,14 @@ def expected_size(request: Txt2ImgRequest | Img2ImgRequest) -> tuple[int, int]:
     return request.width, request.height
 
 
+def workflow_size(request: WorkflowRequest) -> tuple[int, int] | None:
+    """The size a workflow draws at when it declares ``width`` and ``height`` inputs, else None."""
+    width, height = request.values.get("width"), request.values.get("height")
+    if isinstance(width, int) and isinstance(height, int):
+        return width, height
+    return None
+
+
 def _upscaled(request: UpscaleRequest) -> tuple[int, int]:
     with Image.open(io.BytesIO(request.image)) as img:
         return int(img.width * request.scale), int(img.height * request.scale)
@@ -60,10 +76,16 @@ def check_result(spec: TaskSpec, result: TaskResult, *, max_image_bytes: int) ->
     if result.task_id != spec.task_id or result.job_id != spec.job_id:
         return "the result is for another task"
     request = spec.request
-    count = 1 if isinstance(request, UpscaleRequest) else request.batch_size
-    if len(result.images) != count:
-        return f"{len(result.images)} images where the task asked for {count}"
-    want = _upscaled(request) if isinstance(request, UpscaleRequest) else expected_size(request)
+    want: tuple[int, int] | None
+    if isinstance(request, WorkflowRequest):  # the admin's graph decides how many and (unless declared) how big
+        if not 1 <= len(result.images) <= MAX_WORKFLOW_IMAGES:
+            return f"{len(result.images)} images where a workflow may return 1 to {MAX_WORKFLOW_IMAGES}"
+        want = workflow_size(request)
+    else:
+        count = 1 if isinstance(request, UpscaleRequest) else request.batch_size
+        if len(result.images) != count:
+            return f"{len(result.images)} images where the task asked for {count}"
+        want = _upscaled(request) if isinstance(request, UpscaleRequest) else expected_size(request)
     for i, image in enumerate(result.images):
         if len(image.png) > max_image_bytes:
             return f"image {i} is {len(image.png)} bytes, over the cap of {max_image_bytes}"
@@ -77,7 +99,7 @@ def check_result(spec: TaskSpec, result: TaskResult, *, max_image_bytes: int) ->
             return f"image {i} is {fmt}, not PNG"
         if size != (image.width, image.height):
             return f"image {i} says {image.width}x{image.height} but is {size[0]}x{size[1]}"
-        if abs(size[0] - want[0]) > SIZE_SLACK or abs(size[1] - want[1]) > SIZE_SLACK:
+        if want is not None and (abs(size[0] - want[0]) > SIZE_SLACK or abs(size[1] - want[1]) > SIZE_SLACK):
             return f"image {i} is {size[0]}x{size[1]} where the task asked for {want[0]}x{want[1]}"
     return None
 

@@ -23,7 +23,7 @@ from sqlalchemy.orm import selectinload
 
 from common.errors import EaselError, InvalidRequest
 from common.infotext import parse_infotext
-from common.models import GenerationRequest, Img2ImgRequest, UpscaleRequest, fit_size
+from common.models import GenerationRequest, Img2ImgRequest, UpscaleRequest, WorkflowRequest, fit_size
 from common.tasks import JobRecord, Origin, now_ms
 from jobs.models import ImageDetail, TaskStatus
 from jobs.recording import Recording
@@ -155,7 +155,9 @@ class Curation:
         tasks = []
         for row in rows:
             request = self.recording.loaded_request(row.request)
-            if not isinstance(request, UpscaleRequest):
+            if isinstance(request, WorkflowRequest):
+                request = request.reseeded()
+            elif not isinstance(request, UpscaleRequest):
                 request = request.model_copy(update={"seed": -1})
             tasks.append((row.label, request))
         return await self._derive(actor, job_id, "rerun", f"rerun of {job_id}", tasks,

@@ -1,5 +1,5 @@
-"""Health: between tasks, is the WebUI answering? An unhealthy worker takes no task; a recovered one re-reads what
-its WebUI offers. The registry heartbeat carries the result to front ends and to the other workers."""
+"""Health: between tasks, is the backend's server answering? An unhealthy worker takes no task; a recovered one
+re-reads what its server offers. The registry heartbeat carries the result to front ends and to the other workers."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import logging
 from common.errors import QueueUnreachable
 from common.outage import Outage, bounded, is_outage
 from common.registry import WorkerState
+from workers.backends.errors import BackendError
 from workers.startup import WorkerContext, discover
-from workers.webui.errors import WebUIError
 
 log = logging.getLogger(__name__)
 
@@ -21,14 +21,14 @@ async def check_health(wctx: WorkerContext) -> None:
     if info.state in (WorkerState.BUSY, WorkerState.SWITCHING, WorkerState.PAUSED):
         return
     try:
-        await wctx.webui.progress(skip_current_image=True)
+        await wctx.backend.health()
         if info.state == WorkerState.UNHEALTHY:
-            await discover(wctx.webui, info)
+            await discover(wctx.backend, info)
             info.state = WorkerState.IDLE
-            log.warning("the WebUI at %s answers again: taking tasks", info.webui_url)
-    except WebUIError as exc:
+            log.warning("the server at %s answers again: taking tasks", info.webui_url)
+    except BackendError as exc:
         if info.state != WorkerState.UNHEALTHY:
-            log.warning("the WebUI at %s is unreachable (%s): taking no tasks until it is back", info.webui_url, exc)
+            log.warning("the server at %s is unreachable (%s): taking no tasks until it is back", info.webui_url, exc)
         if info.state != WorkerState.DRAINING:
             info.state = WorkerState.UNHEALTHY
 

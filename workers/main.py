@@ -51,8 +51,8 @@ class Worker:
         await outage.call(lambda: source.heartbeat(self.wctx.info))  # type: ignore[union-attr]
         self.loop = WorkerLoop(self.wctx)
         info = self.wctx.info
-        log.info("worker %s ready: WebUI %s, %d checkpoints, loaded %s",
-                 info.name, info.webui_url, len(info.checkpoints), info.loaded_checkpoint)
+        log.info("worker %s ready: %s %s at %s, %d checkpoints, loaded %s", info.name, info.flavour or "server",
+                 info.backend_version or "", info.webui_url, len(info.checkpoints), info.loaded_checkpoint)
 
     async def run(self) -> None:
         assert self.loop is not None, "start() first"

@@ -1,10 +1,11 @@
-"""Run one task on this worker's WebUI: load its checkpoint, generate, report progress, build the result.
+"""Run one task on this worker's backend: load its checkpoint, generate, report progress, build the result.
 
-Cancelling interrupts the WebUI (A1111 then answers with what it made so far) and the task ends as cancelled.
-Out of memory on a batch is retried once as two half batches (same seeds), then fails with the backend's words.
-A generation whose progress does not move for ``stall_s`` is interrupted and reported as :class:`BackendStalled`
-(the worker hands it back), instead of waiting for the read timeout. Progress, previews and speeds are best effort:
-a Redis outage while a generation runs costs some progress events, never the generation.
+The runner knows nothing of the server's API: it drives a :class:`~workers.backends.base.Backend` (A1111 family or
+ComfyUI). Cancelling interrupts exactly this task on the backend and the task ends as cancelled. Out of memory on a
+batch is retried once as two half batches (same seeds), then fails with the backend's words. A generation whose
+progress does not move for ``stall_s`` is interrupted and reported as :class:`BackendStalled` (the worker hands it
+back), instead of waiting for the read timeout. Progress, previews and speeds are best effort: a Redis outage while
+a generation runs costs some progress events, never the generation.
 """
 
 from __future__ import annotations
@@ -21,16 +22,14 @@ from PIL import Image
 
 from common.errors import FailureCode, TaskFailed
 from common.events import EventType, TaskEvent
-from common.models import Img2ImgRequest, Txt2ImgRequest, UpscaleRequest
+from common.models import UpscaleRequest, WorkflowRequest
 from common.outage import bounded, is_outage
 from common.queue.fairness import work_of
 from common.registry import WorkerInfo, WorkerState
-from common.tasks import ImageOut, TaskResult, TaskSpec, now_ms
-from workers import payloads
+from common.tasks import TaskResult, TaskSpec, now_ms
+from workers.backends.base import Backend, Generated, GenerationTask, Progress
+from workers.backends.errors import BackendError, BackendServerError, BackendTimeout, Interrupted, OutOfMemory
 from workers.source import TaskSource
-from workers.webui.client import WebUIClient
-from workers.webui.errors import BackendTimeout, OutOfMemory, WebUIError
-from workers.webui.models import GenerationResponse
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +37,43 @@ PREVIEW_SIDE = 256  # progress previews are shrunk to this
 
 
 class CheckpointMissing(Exception):
-    """This worker's WebUI does not have the task's checkpoint (another worker may)."""
+    """This worker's server does not have the task's checkpoint (another worker may)."""
 
 
 class BackendStalled(BackendTimeout):
     """The generation made no progress for ``stall_s``; it was interrupted."""
 
 
+class _Latest:
+    """The backend's progress reports: each is published at once unless one went out less than ``interval_s`` ago;
+    the watcher flushes the held-back last one, so fast steps cost at most one event per interval."""
+
+    def __init__(self, publish: Callable[[Progress], Awaitable[None]], interval_s: float) -> None:
+        self._publish, self._interval_s = publish, interval_s
+        self.progress: Progress | None = None
+        self.moved = time.monotonic()
+        self._published: Progress | None = None
+        self._published_at = 0.0
+
+    async def update(self, progress: Progress) -> None:
+        self.progress, self.moved = progress, time.monotonic()
+        if self.moved - self._published_at >= self._interval_s:
+            await self.flush()
+
+    async def flush(self) -> None:
+        progress = self.progress
+        if progress is None or progress is self._published:
+            return
+        self._published, self._published_at = progress, time.monotonic()
+        await self._publish(progress)
+
+
 class TaskRunner:
-    """Turns a :class:`TaskSpec` into WebUI calls. One per worker; runs one task at a time."""
+    """Turns a :class:`TaskSpec` into backend calls. One per worker; runs one task at a time."""
 
     def __init__(
         self,
-        webui: WebUIClient,
+        backend: Backend,
         source: TaskSource,
         info: WorkerInfo,
         *,
@@ -58,7 +81,7 @@ class TaskRunner:
         stall_s: float = 120.0,
         on_state: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        self.webui = webui
+        self.backend = backend
         self.source = source
         self.info = info
         self.progress_interval_s = progress_interval_s
@@ -77,16 +100,20 @@ class TaskRunner:
             self._cancelled.add(spec.task_id)
         self._raise_if_cancelled(spec)
         request = spec.request
-        if not isinstance(request, UpscaleRequest) and request.checkpoint is not None:
-            await self._ensure_checkpoint(spec, request.checkpoint)
+        checkpoint = None if isinstance(request, UpscaleRequest) else request.checkpoint
+        if checkpoint is not None:
+            await self._ensure_checkpoint(spec, checkpoint)
+            self._raise_if_cancelled(spec)  # cancelled while the checkpoint loaded: the backend had nothing to stop
         began = time.monotonic()
-        images, parameters = await self._generate_watched(spec)
+        generated = await self._generate_watched(spec)
         self._raise_if_cancelled(spec)
         self._in_background(self._record_speed(request, time.monotonic() - began))  # off the GPU's critical path
         self.info.tasks_done += 1
+        images = generated.images
         return TaskResult(
             task_id=spec.task_id, job_id=spec.job_id, worker=self.info.name, images=images,
-            seeds=[image.seed for image in images], parameters=parameters, checkpoint=self.info.loaded_checkpoint,
+            seeds=[image.seed for image in images], parameters=generated.parameters,
+            checkpoint=generated.checkpoint or self.info.loaded_checkpoint,
             submitted_ms=spec.submitted_ms, started_ms=started, finished_ms=now_ms(),
         )
 
@@ -95,13 +122,15 @@ class TaskRunner:
         if self.info.current_task != task_id:
             return
         self._cancelled.add(task_id)
-        with contextlib.suppress(WebUIError):
-            await self.webui.interrupt()
+        with contextlib.suppress(BackendError):
+            await self.backend.interrupt(task_id)
 
     async def interrupt_quietly(self) -> None:
-        """Stop whatever the WebUI is doing (the task was abandoned: shutdown, lost lease, timeout)."""
-        with contextlib.suppress(WebUIError):
-            await self.webui.interrupt()
+        """Stop the running task on the backend (it was abandoned: shutdown, lost lease, timeout)."""
+        if self.info.current_task is None:
+            return
+        with contextlib.suppress(BackendError):
+            await self.backend.interrupt(self.info.current_task)
 
     def _raise_if_cancelled(self, spec: TaskSpec) -> None:
         if spec.task_id in self._cancelled:
@@ -110,10 +139,11 @@ class TaskRunner:
 
     # --- generating, watched ---------------------------------------------------------------------------
 
-    async def _generate_watched(self, spec: TaskSpec) -> tuple[list[ImageOut], dict[str, object]]:
+    async def _generate_watched(self, spec: TaskSpec) -> Generated:
         """The generation, with a watcher beside it that reports progress and ends it if it stalls."""
-        generation = asyncio.create_task(self._generate(spec.request), name=f"generate {spec.task_id}")
-        watcher = asyncio.create_task(self._watch(spec), name=f"progress {spec.task_id}")
+        latest = _Latest(lambda progress: self._report(spec, progress), self.progress_interval_s)
+        generation = asyncio.create_task(self._generate(spec, latest), name=f"generate {spec.task_id}")
+        watcher = asyncio.create_task(self._watch(spec, latest), name=f"progress {spec.task_id}")
         try:
             await asyncio.wait({generation, watcher}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -124,76 +154,56 @@ class TaskRunner:
         if not generation.cancelled():
             return generation.result()
         watcher.result()  # the watcher ended the generation: it stalled (or the watcher itself failed)
-        await self.interrupt_quietly()
+        with contextlib.suppress(BackendError):
+            await self.backend.interrupt(spec.task_id)
         raise BackendStalled(
-            f"the WebUI at {self.webui.base_url} made no progress for {self.stall_s:.0f}s (EASEL_STALL_S); "
-            "the generation was interrupted"
+            f"the {self.backend.flavour.value} server at {self.backend.base_url} made no progress for "
+            f"{self.stall_s:.0f}s (EASEL_STALL_S); the generation was interrupted"
         )
 
-    async def _watch(self, spec: TaskSpec) -> None:
-        """Publish progress; notice a cancel whose message was missed; return when progress stalls."""
-        last: tuple[int, int, float] | None = None
-        moved = time.monotonic()
-        while time.monotonic() - moved < self.stall_s:
+    async def _watch(self, spec: TaskSpec, latest: _Latest) -> None:
+        """Flush held-back progress; notice a cancel whose message was missed; return when progress stalls."""
+        while time.monotonic() - latest.moved < self.stall_s:
             await asyncio.sleep(self.progress_interval_s)
             if spec.task_id not in self._cancelled and await self._quietly(self.source.cancel_requested(spec.task_id)):
                 await self.cancel(spec.task_id)
-            try:
-                progress = await self.webui.progress()
-            except WebUIError as exc:  # a WebUI that does not answer makes no progress either
-                log.debug("progress poll failed: %s", exc)
-                continue
-            state = progress.state
-            seen = (state.job_no, state.sampling_step, round(progress.progress, 4))
-            if seen != last:
-                moved = time.monotonic()
-            if not progress.active or seen == last:
-                last = seen
-                continue
-            last = seen
-            preview = shrink_preview(progress.current_image)
-            if preview is not None:
-                await self._quietly(self.source.set_preview(spec.task_id, preview))
-            await self._publish(
-                spec, EventType.PROGRESS, step=state.sampling_step, steps=state.sampling_steps,
-                progress=round(progress.progress, 4), eta_s=round(progress.eta_relative, 2),
-                has_preview=preview is not None or None,
-            )
+            await latest.flush()
 
-    async def _generate(
-        self, request: Txt2ImgRequest | Img2ImgRequest | UpscaleRequest
-    ) -> tuple[list[ImageOut], dict[str, object]]:
-        if isinstance(request, UpscaleRequest):
-            extras = await self.webui.extra_single_image(payloads.extras_payload(request))
-            return [payloads.upscaled_image(request, extras)], {"upscaler": request.upscaler, "scale": request.scale}
-        responses = await self._batches(request)
-        images = [image for response in responses for image in payloads.generated_images(response)]
-        if not images:
-            raise TaskFailed("the WebUI returned no images", FailureCode.MALFORMED_RESPONSE)
-        parameters = responses[0].info.model_dump(
-            include={"prompt", "negative_prompt", "seed", "sampler_name", "cfg_scale", "steps", "width", "height",
-                     "sd_model_name", "sd_model_hash", "denoising_strength", "version"}
+    async def _report(self, spec: TaskSpec, progress: Progress) -> None:
+        preview = shrink_preview(progress.preview)
+        if preview is not None:
+            await self._quietly(self.source.set_preview(spec.task_id, preview))
+        await self._publish(
+            spec, EventType.PROGRESS, step=progress.step, steps=progress.steps, progress=round(progress.fraction, 4),
+            eta_s=round(progress.eta_s, 2) if progress.eta_s is not None else None,
+            has_preview=preview is not None or None,
         )
-        return images, parameters
 
-    async def _batches(self, request: Txt2ImgRequest | Img2ImgRequest) -> list[GenerationResponse]:
+    async def _generate(self, spec: TaskSpec, latest: _Latest) -> Generated:
         """One call; on out-of-memory with more than one image, once more as two halves (seed, seed + half)."""
+        request = spec.request
         try:
-            return [await self._call(request, request.batch_size)]
+            return await self._call(spec, request, latest)
         except OutOfMemory:
-            if request.batch_size == 1:
+            if isinstance(request, UpscaleRequest | WorkflowRequest) or request.batch_size == 1:
                 raise
         half = request.batch_size // 2
         log.warning("out of memory with a batch of %d: trying %d + %d", request.batch_size, half,
                     request.batch_size - half)
-        first = await self._call(request, half)
-        rest = request.model_copy(update={"seed": request.seed + half})
-        return [first, await self._call(rest, request.batch_size - half)]
+        first = await self._call(spec, request.model_copy(update={"batch_size": half}), latest)
+        rest = request.model_copy(update={"seed": request.seed + half, "batch_size": request.batch_size - half})
+        second = await self._call(spec, rest, latest)
+        return Generated(first.images + second.images, first.parameters, first.checkpoint)
 
-    async def _call(self, request: Txt2ImgRequest | Img2ImgRequest, batch_size: int) -> GenerationResponse:
-        if isinstance(request, Txt2ImgRequest):
-            return await self.webui.txt2img(payloads.txt2img_payload(request, batch_size=batch_size))
-        return await self.webui.img2img(payloads.img2img_payload(request, batch_size=batch_size))
+    async def _call(self, spec: TaskSpec, request: GenerationTask, latest: _Latest) -> Generated:
+        try:
+            generated = await self.backend.generate(request, task_id=spec.task_id, on_progress=latest.update)
+        except Interrupted as exc:
+            self._raise_if_cancelled(spec)  # ours: the task ends as cancelled
+            raise BackendServerError(f"{exc} (by someone on the server)") from exc
+        if not generated.images:
+            raise TaskFailed("the server returned no images", FailureCode.MALFORMED_RESPONSE)
+        return generated
 
     # --- checkpoint, speed, events -------------------------------------------------------------------------
 
@@ -206,14 +216,14 @@ class TaskRunner:
         await self._set_state(WorkerState.SWITCHING, spec.task_id)
         await self._publish(spec, EventType.SWITCHING, message=f"loading {checkpoint.model_name}")
         began = time.monotonic()
-        await self.webui.set_checkpoint(checkpoint.title)
+        await self.backend.load_checkpoint(checkpoint)
         self.info.loaded_checkpoint = checkpoint.title
         self.info.checkpoint_loads += 1
         self._in_background(self._quietly(self.source.record_load(checkpoint=checkpoint.title,
                                                                   seconds=time.monotonic() - began)))
         await self._set_state(WorkerState.BUSY, spec.task_id)
 
-    async def _record_speed(self, request: Txt2ImgRequest | Img2ImgRequest | UpscaleRequest, seconds: float) -> None:
+    async def _record_speed(self, request: GenerationTask, seconds: float) -> None:
         work = work_of(request)
         checkpoint = None if isinstance(request, UpscaleRequest) else self.info.loaded_checkpoint
         await self._quietly(self.source.record_speed(kind=request.kind, checkpoint=checkpoint, work=work,

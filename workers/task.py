@@ -20,14 +20,14 @@ from common.queue.models import Claimed
 from common.registry import WorkerState
 from common.settings import Settings
 from common.tasks import TaskResult, TaskSpec
-from workers.runner import CheckpointMissing, TaskRunner
-from workers.webui.errors import (
+from workers.backends.errors import (
     BackendRejected,
     BackendServerError,
     BackendUnreachable,
     MalformedResponse,
     OutOfMemory,
 )
+from workers.runner import CheckpointMissing, TaskRunner
 
 
 @dataclass

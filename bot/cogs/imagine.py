@@ -10,6 +10,7 @@ from discord.ext import commands
 from pydantic import ValidationError
 
 from bot import autocomplete
+from bot.cogs.workflows import workflow_names, workflow_request
 from bot.ports import submitter
 from common.errors import InvalidRequest
 from common.limits import SEED_MAX
@@ -32,6 +33,8 @@ class Imagine(commands.Cog):
         steps="Sampling steps", cfg="How closely to follow the prompt", sampler="Sampler",
         seed="Seed (-1: random)", count="How many images", scheduler="Schedule type",
         hires="Hires fix: draw small, then refine at twice the size",
+        workflow="A custom ComfyUI workflow instead (start typing to see them)",
+        inputs="The workflow's inputs as key=value text, e.g. steps=20 cfg=6",
     )
     @app_commands.choices(size=[app_commands.Choice(name=name, value=name) for name in SIZES])
     async def imagine(
@@ -48,8 +51,15 @@ class Imagine(commands.Cog):
         count: app_commands.Range[int, 1, 16] = 1,
         scheduler: str | None = None,
         hires: bool = False,
+        workflow: str | None = None,
+        inputs: app_commands.Range[str, 0, 1500] | None = None,
     ) -> None:
         await interaction.response.defer(thinking=True)
+        if workflow is not None:
+            flow = await workflow_request(self.bot, workflow, inputs, prompt=prompt, negative_prompt=negative,
+                                          steps=steps, cfg=cfg, seed=seed, checkpoint=checkpoint)
+            await submitter(self.bot).submit(interaction, [(prompt[:80], flow)], spec=prompt)
+            return
         channel = await self.bot.jobs.store.channel_settings(interaction.channel_id or 0)
         if channel.max_count is not None and count > channel.max_count:
             raise InvalidRequest([f"count: this channel allows at most {channel.max_count} image(s) per request"])
@@ -69,6 +79,10 @@ class Imagine(commands.Cog):
     @imagine.autocomplete("checkpoint")
     async def _checkpoints(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         return await autocomplete.from_workers(self.bot, autocomplete.checkpoints, current)
+
+    @imagine.autocomplete("workflow")
+    async def _workflows(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return await workflow_names(self.bot, current)
 
     @imagine.autocomplete("sampler")
     async def _samplers(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:

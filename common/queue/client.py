@@ -21,13 +21,13 @@ from common.connection import open_redis
 from common.errors import FailureCode, InvalidRequest, TaskFailed
 from common.events import EventStream, EventType, TaskEvent
 from common.limits import SEED_MAX, Limits
-from common.models import GenerationRequest, UpscaleRequest
+from common.models import GenerationRequest, UpscaleRequest, WorkflowRequest
 from common.queue import messages
 from common.queue.blobs import Blobs, images_of, to_payload
 from common.queue.estimates import WINDOW, estimate
 from common.queue.fairness import Speeds, SpeedTable, work_of
 from common.queue.keys import ARQ_RESULT_PREFIX, TASK_FUNCTION, Keys
-from common.queue.lanes import requirements_for
+from common.queue.lanes import Requirements, requirements_for
 from common.queue.models import CancelOutcome, Estimate, QueuedTask, TaskMeta, TaskState
 from common.queue.policy import idle_stale_ms
 from common.queue.scripts import NewTask, QueueScripts
@@ -45,6 +45,8 @@ async def connect_redis(settings: Settings) -> ArqRedis:
 
 def resolve_seed(request: GenerationRequest) -> GenerationRequest:
     """Pick the random seed now, so a retried or re-delivered task makes the same images."""
+    if isinstance(request, WorkflowRequest):
+        return request.with_seeds(lambda: random.randrange(SEED_MAX))
     if isinstance(request, UpscaleRequest) or request.seed != -1:
         return request
     return request.model_copy(update={"seed": random.randrange(SEED_MAX)})
@@ -242,7 +244,10 @@ class EaselClient:
                     beyond[task_id] = (place, TaskMeta.model_validate_json(raw))
         workers, speeds = await self.registry.live(), await self.speeds.snapshot()  # fresh: ETAs follow the pool
         self._live, self._speeds = (time.monotonic(), workers), (time.monotonic(), speeds)
-        result = estimate(running, waiting, workers, speeds, beyond=beyond)
+        lanes = await self.redis.hgetall(self.keys.lanes)  # type: ignore[misc]  # a few entries: one per lane
+        requirements = {(k.decode() if isinstance(k, bytes) else k): Requirements.model_validate_json(v)
+                        for k, v in lanes.items()}
+        result = estimate(running, waiting, workers, speeds, beyond=beyond, requirements=requirements)
         if task_ids is None:
             return result
         return {t: result[t] for t in task_ids if t in result}

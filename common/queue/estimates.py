@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from common.queue.fairness import SpeedTable
+from common.queue.lanes import Requirements, serves
 from common.queue.models import Estimate, QueuedTask, TaskMeta
 from common.registry import WorkerInfo, WorkerState
 
@@ -26,12 +27,19 @@ class _Lane:
     loaded: str | None
 
 
-def _serves(info: WorkerInfo, checkpoint: str | None) -> bool:
-    return checkpoint is None or info.find_checkpoint(checkpoint) is not None
+def _serves(info: WorkerInfo, meta: TaskMeta, requirements: Mapping[str, Requirements]) -> bool:
+    """Whether the worker can run the task: its lane's requirements when known (node classes, LoRAs...), else
+    its checkpoint."""
+    needed = requirements.get(meta.lane)
+    if needed is not None:
+        return serves(info, needed)
+    return meta.checkpoint is None or info.find_checkpoint(meta.checkpoint) is not None
 
 
-def _unserved(meta: TaskMeta) -> str:
-    return f"no worker has model {meta.checkpoint}" if meta.checkpoint else "no worker is online"
+def _unserved(meta: TaskMeta, workers: Sequence[_Lane]) -> str:
+    if meta.checkpoint and not any(lane.info.find_checkpoint(meta.checkpoint) for lane in workers):
+        return f"no worker has model {meta.checkpoint}"
+    return "no live worker can run it" if workers else "no worker is online"
 
 
 def estimate(
@@ -42,10 +50,12 @@ def estimate(
     *,
     beyond: Mapping[str, tuple[int, TaskMeta]] | None = None,
     now_ms: int | None = None,
+    requirements: Mapping[str, Requirements] | None = None,
 ) -> dict[str, Estimate]:
     """Estimates for the running tasks, the ``window`` (the first waiting tasks, in fair order) and ``beyond``
     (task id -> (place, meta) of waiting tasks after the window)."""
     now = now_ms if now_ms is not None else int(time.time() * 1000)
+    needs = requirements or {}
     usable = [w for w in workers if w.state not in (WorkerState.DRAINING, WorkerState.UNHEALTHY, WorkerState.PAUSED)]
     current = {t.meta.task_id: t for t in running}
     lanes = []
@@ -60,9 +70,9 @@ def estimate(
     costs: list[float] = []
     for task in window:
         meta = task.meta
-        able = [lane for lane in lanes if _serves(lane.info, meta.checkpoint)]
+        able = [lane for lane in lanes if _serves(lane.info, meta, needs)]
         if not able:
-            result[meta.task_id] = Estimate(task.place, None, _unserved(meta))
+            result[meta.task_id] = Estimate(task.place, None, _unserved(meta, lanes))
             continue
         lane = min(able, key=lambda lane: lane.free_ms)
         start = lane.free_ms  # a task starts (and says so) before its worker loads its checkpoint
@@ -77,9 +87,9 @@ def estimate(
     last_place = window[-1].place if window else 0
     average = sum(costs) / len(costs) if costs else None
     for task_id, (place, meta) in (beyond or {}).items():
-        able = [lane for lane in lanes if _serves(lane.info, meta.checkpoint)]
+        able = [lane for lane in lanes if _serves(lane.info, meta, needs)]
         if not able:
-            result[task_id] = Estimate(place, None, _unserved(meta))
+            result[task_id] = Estimate(place, None, _unserved(meta, lanes))
             continue
         per_task = average if average is not None else speeds.seconds(meta) * 1000
         ahead = max(0, place - last_place - 1)

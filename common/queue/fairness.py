@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from common.models import GenerationRequest, Img2ImgRequest, UpscaleRequest
+from common.models import GenerationRequest, Img2ImgRequest, UpscaleRequest, WorkflowRequest
 from common.queue.keys import Keys
 from common.queue.models import TaskMeta
 
@@ -32,6 +32,8 @@ def work_of(request: GenerationRequest) -> float:
     """Units of GPU work in a request, so that speeds measured on one size apply to another."""
     if isinstance(request, UpscaleRequest):
         return 1.0 + request.scale**2  # output megapixels grow with the square of the scale
+    if isinstance(request, WorkflowRequest):
+        return request.definition.work  # as its admin declared (a graph's cost cannot be read off it)
     megapixels = request.width * request.height / 2**20
     steps = float(request.steps)
     if request.hires is not None:

@@ -130,6 +130,11 @@ class Keys:
         """The latest progress preview (JPEG) of a running task; short-lived, never in the durable stream."""
         return f"{self.prefix}preview:{task_id}"
 
+    @property
+    def workflows(self) -> str:
+        """Hash: workflow name -> JSON of an admin's registered ComfyUI workflow (common.workflows)."""
+        return f"{self.prefix}workflows"
+
     # --- events, registry, channels ---
 
     @property

@@ -1,8 +1,9 @@
 """Lanes: tasks with the same requirements wait in the same lane, so a worker finds work it can do in a few steps.
 
 A task's :class:`Requirements` are what a worker must have to run it: the checkpoint (by its canonical name), and
-capability tokens for anything else workers may differ on (``lora:<name>``, ``upscaler:<name>``; backends add more,
-e.g. node classes). The lane is a readable key made from them (``any``, ``ckpt=dreamshaper_8``,
+capability tokens for anything else workers may differ on (``lora:<name>``, ``upscaler:<name>``; a custom workflow
+needs ``backend:comfyui``, ``node:<class>`` and ``model:<folder>/<file>``).
+The lane is a readable key made from them (``any``, ``ckpt=dreamshaper_8``,
 ``ckpt=sdxl_base+lora:add_detail``). Each lane is a sorted set of its due tasks in fair order; a worker reads the
 head of each lane it serves and takes the first in fair order (or the one affinity prefers), so the cost of a pick
 depends on how many lanes it serves, never on how many tasks wait or how many workers there are.
@@ -16,7 +17,7 @@ from pathlib import PurePath
 
 from pydantic import BaseModel, ConfigDict
 
-from common.models import GenerationRequest, UpscaleRequest
+from common.models import GenerationRequest, UpscaleRequest, WorkflowRequest
 from common.registry import WorkerInfo
 
 ANY = "any"
@@ -55,6 +56,9 @@ def requirements_for(request: GenerationRequest, workers: Sequence[WorkerInfo]) 
     """The requirements of one request (``workers``: the live ones, to resolve the checkpoint's name)."""
     if isinstance(request, UpscaleRequest):
         return Requirements(needs=(f"upscaler:{request.upscaler.lower()}",))
+    if isinstance(request, WorkflowRequest):
+        checkpoint = canonical_checkpoint(request.checkpoint, workers) if request.checkpoint else None
+        return Requirements(checkpoint=checkpoint, needs=tuple(request.needs()))
     needs = {f"lora:{lora.name.lower()}" for lora in request.loras}
     if request.hires is not None and request.hires.upscaler is not None:
         needs.add(f"upscaler:{request.hires.upscaler.lower()}")
@@ -66,6 +70,10 @@ def capabilities(info: WorkerInfo) -> frozenset[str]:
     """The capability tokens a worker offers (what ``Requirements.needs`` is matched against)."""
     tokens = {f"lora:{name.lower()}" for name in info.loras}
     tokens |= {f"upscaler:{name.lower()}" for name in info.upscalers}
+    if info.backend is not None:
+        tokens.add(f"backend:{info.backend}")
+    tokens |= {f"node:{name.lower()}" for name in info.node_classes}
+    tokens |= {f"model:{folder}/{file.lower()}" for folder, files in info.models.items() for file in files}
     return frozenset(tokens)
 
 

@@ -69,7 +69,8 @@ class PoolMember:
     def lanes_for(self, info: WorkerInfo) -> tuple[list[str], list[str]]:
         """(lanes this worker serves, those whose checkpoint it has loaded); recomputed only when they may change."""
         basis = (self._lanes_version, info.loaded_checkpoint, tuple(c.title for c in info.checkpoints),
-                 tuple(info.loras), tuple(info.upscalers))
+                 tuple(info.loras), tuple(info.upscalers), info.backend, tuple(info.node_classes),
+                 tuple((folder, tuple(files)) for folder, files in info.models.items()))
         if self._served is None or self._served[0] != basis:
             self._served = (basis, split_lanes(info, self._lanes.items()))
         return self._served[1]

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
-from common.models import Img2ImgRequest, Txt2ImgRequest, UpscaleRequest
+from common.models import Img2ImgRequest, Txt2ImgRequest, UpscaleRequest, WorkflowRequest
 from common.registry import CheckpointInfo, WorkerInfo
 from common.tasks import ImageOut
 
@@ -36,7 +36,7 @@ class Flavour(StrEnum):
     COMFYUI = "comfyui"
 
 
-GenerationTask = Txt2ImgRequest | Img2ImgRequest | UpscaleRequest
+GenerationTask = Txt2ImgRequest | Img2ImgRequest | UpscaleRequest | WorkflowRequest
 
 SDXL, SD15 = "sdxl", "sd15"
 _SDXL_NAMES = ("sdxl", "sd_xl", "_xl", "xl_", "pony", "illustrious")
@@ -105,9 +105,14 @@ class Capabilities(BaseModel):
 class Backend(Protocol):
     """One generation server. A worker owns one; it runs one task at a time."""
 
-    kind: BackendKind
-    flavour: Flavour
-    base_url: str
+    @property
+    def kind(self) -> BackendKind: ...
+
+    @property
+    def flavour(self) -> Flavour: ...
+
+    @property
+    def base_url(self) -> str: ...
 
     async def discover(self) -> Capabilities:
         """What the server offers now (checkpoints, samplers, ...), its flavour and version."""

@@ -11,9 +11,18 @@ from typing import Any
 
 import httpx
 
+from common.registry import CheckpointInfo
 from workers.backends import http
 from workers.backends.a1111.backend import A1111Backend
-from workers.backends.base import Backend, BackendKind
+from workers.backends.base import (
+    Backend,
+    BackendKind,
+    Capabilities,
+    Flavour,
+    Generated,
+    GenerationTask,
+    ProgressCallback,
+)
 from workers.backends.comfyui.backend import ComfyUIBackend
 from workers.backends.errors import BackendUnreachable, MalformedResponse
 from workers.backends.http import DEFAULT_CONNECTION, Connection
@@ -70,3 +79,55 @@ def _is_comfy(response: httpx.Response) -> bool:
     body = _json_dict(response)
     return isinstance(body.get("system"), dict) and isinstance(body.get("devices"), list)
 
+
+class DetectingBackend:
+    """The worker's backend: the server's kind is detected (or forced) on first contact, so a worker whose server is
+    not up yet still starts, and the health check brings it in once the server answers."""
+
+    def __init__(
+        self,
+        url: str,
+        kind: BackendKind | str | None = None,
+        *,
+        connection: Connection = DEFAULT_CONNECTION,
+        progress_interval_s: float = 0.5,
+    ) -> None:
+        self.base_url = url.rstrip("/")
+        self._kind = BackendKind(kind) if kind is not None else None
+        self._connection = connection
+        self._progress_interval_s = progress_interval_s
+        self.inner: Backend | None = None
+
+    @property
+    def kind(self) -> BackendKind:
+        return self.inner.kind if self.inner is not None else (self._kind or BackendKind.A1111)
+
+    @property
+    def flavour(self) -> Flavour:
+        return self.inner.flavour if self.inner is not None else Flavour(self.kind.value)
+
+    async def _backend(self) -> Backend:
+        if self.inner is None:
+            self.inner = await open_backend(self.base_url, self._kind, connection=self._connection,
+                                            progress_interval_s=self._progress_interval_s)
+        return self.inner
+
+    async def discover(self) -> Capabilities:
+        return await (await self._backend()).discover()
+
+    async def health(self) -> None:
+        await (await self._backend()).health()
+
+    async def load_checkpoint(self, checkpoint: CheckpointInfo) -> None:
+        await (await self._backend()).load_checkpoint(checkpoint)
+
+    async def generate(self, request: GenerationTask, *, task_id: str, on_progress: ProgressCallback) -> Generated:
+        return await (await self._backend()).generate(request, task_id=task_id, on_progress=on_progress)
+
+    async def interrupt(self, task_id: str) -> None:
+        if self.inner is not None:
+            await self.inner.interrupt(task_id)
+
+    async def aclose(self) -> None:
+        if self.inner is not None:
+            await self.inner.aclose()

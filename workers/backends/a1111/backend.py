@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 
-from common.models import Img2ImgRequest, Txt2ImgRequest, UpscaleRequest
+from common.models import Img2ImgRequest, Txt2ImgRequest, UpscaleRequest, WorkflowRequest
 from common.registry import CheckpointInfo
 from workers.backends import results
 from workers.backends.a1111 import flavours, payloads
@@ -27,7 +27,7 @@ from workers.backends.base import (
     Progress,
     ProgressCallback,
 )
-from workers.backends.errors import BackendError, Interrupted, MalformedResponse
+from workers.backends.errors import BackendError, BackendRejected, Interrupted, MalformedResponse
 from workers.backends.http import DEFAULT_CONNECTION, Connection
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,9 @@ class A1111Backend:
         await self.client.interrupt()
 
     async def _generate(self, request: GenerationTask) -> Generated:
+        if isinstance(request, WorkflowRequest):  # routing keeps these away; say so if one arrives anyway
+            raise BackendRejected(f"workflow: '{request.workflow}' is a ComfyUI workflow; this worker runs "
+                                  f"{self.flavour.value}")
         if isinstance(request, UpscaleRequest):
             extras = await self.client.extra_single_image(payloads.extras_payload(request))
             return Generated([results.upscaled(request, extras.image)],

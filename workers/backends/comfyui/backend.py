@@ -2,14 +2,16 @@
 
 One task: resolve its names against what the server has (refusing what it lacks, naming the field), upload an init
 image, build the graph (:mod:`~workers.backends.comfyui.workflows`), ``POST /prompt`` with our own ``prompt_id``,
-then follow that prompt's events until ``executing {node: null}``; read ``/history/{prompt_id}``, fetch the images
-from ``/view`` and write A1111 infotext into them (ComfyUI's ``prompt`` chunk stays). A quiet spell, or a reconnected
-WebSocket, makes it read the history (and the queue) to learn what happened meanwhile.
+then follow that prompt's events until ``execution_success`` (the outputs known from its ``executed`` messages) or
+``executing {node: null}`` (then read ``/history/{prompt_id}``); fetch the images from ``/view`` and write A1111
+infotext into them (ComfyUI's ``prompt`` chunk stays). A quiet spell, or a reconnected WebSocket, makes it read the
+history (and the queue) to learn what happened meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import io
 import logging
@@ -19,9 +21,10 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from common.models import Img2ImgRequest, UpscaleRequest
+from common.models import Img2ImgRequest, UpscaleRequest, WorkflowRequest
 from common.registry import CheckpointInfo
 from common.tasks import ImageOut
+from common.workflow_models import InputType
 from workers.backends import results
 from workers.backends.base import (
     BackendKind,
@@ -35,7 +38,7 @@ from workers.backends.base import (
 from workers.backends.comfyui import discovery, infotext, refusals, workflows
 from workers.backends.comfyui.catalog import Catalog
 from workers.backends.comfyui.client import ComfyClient, PromptRefused
-from workers.backends.comfyui.models import ErrorDetail, HistoryEntry, PromptRefusal
+from workers.backends.comfyui.models import ErrorDetail, HistoryEntry, HistoryStatus, NodeOutput, PromptRefusal
 from workers.backends.comfyui.progress import Tracker
 from workers.backends.comfyui.socket import ComfySocket, Dropped, Event, Message, Preview, Reconnected, Removed
 from workers.backends.errors import (
@@ -50,6 +53,7 @@ from workers.backends.http import DEFAULT_CONNECTION, Connection
 log = logging.getLogger(__name__)
 
 SEED_RANGE = 4294967294  # what A1111 draws a random seed from
+_NO_OUTPUT = NodeOutput()
 
 
 @dataclass
@@ -117,7 +121,9 @@ class ComfyUIBackend:
                 await self.discover()
             catalog = self._catalog
             assert catalog is not None
-            if not isinstance(request, UpscaleRequest) and request.seed == -1:
+            if isinstance(request, WorkflowRequest):
+                request = request.with_seeds(lambda: random.randrange(SEED_RANGE))
+            elif not isinstance(request, UpscaleRequest) and request.seed == -1:
                 request = request.model_copy(update={"seed": random.randrange(SEED_RANGE)})
             plan = await self._plan(request, catalog, run)
             await self.socket.start()
@@ -153,7 +159,9 @@ class ComfyUIBackend:
 
     async def _plan(self, request: GenerationTask, catalog: Catalog, run: _Run) -> workflows.Plan:
         prefix = f"easel/{run.task_id}"
-        if isinstance(request, UpscaleRequest):
+        if isinstance(request, WorkflowRequest):
+            plan = workflows.custom(request, await self._server_values(request, catalog))
+        elif isinstance(request, UpscaleRequest):
             upscaler = catalog.upscaler(request.upscaler, "upscaler", latent=False)
             image = await self._upload(request.image)
             plan = workflows.upscale(request, upscaler, image, prefix)
@@ -172,6 +180,19 @@ class ComfyUIBackend:
         if run.cancelled:
             raise Interrupted("the generation was interrupted before it started")
         return plan
+
+    async def _server_values(self, request: WorkflowRequest, catalog: Catalog) -> dict[str, str]:
+        """Values as this server names them: images uploaded (their file names), checkpoints by file name (a user
+        may write ``rand_sd15`` for ``rand_sd15.safetensors``)."""
+        named: dict[str, str] = {}
+        for declared in request.definition.inputs:
+            value = str(request.values[declared.name])
+            if declared.type == InputType.IMAGE:
+                named[declared.name] = await self._upload(base64.b64decode(value))
+            elif declared.type == InputType.CHECKPOINT:
+                found = catalog.checkpoint(value, None)
+                named[declared.name] = found.filename or found.title
+        return named
 
     async def _upload(self, image: bytes) -> str:
         """Upload under a name derived from the content, so a re-upload reuses the file and names never clash."""
@@ -199,6 +220,7 @@ class ComfyUIBackend:
         """Events of this prompt until it is done; the history entry it left."""
         assert run.events is not None
         tracker = Tracker(plan)
+        outputs: dict[str, NodeOutput] = {}  # from ``executed`` messages: what the history will say
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.read_timeout
         while True:
@@ -219,14 +241,27 @@ class ComfyUIBackend:
             elif isinstance(event, Preview):
                 tracker.preview(event.image)
             elif isinstance(event, Message):
-                if event.type == "executing" and event.data.get("node") is None:
-                    return await self._history(run)
+                done = await self._done_by(event, plan, run, outputs)
+                if done is not None:
+                    return done
                 progress = self._progress_of(event, tracker)
                 if progress is not None:
                     await on_progress(progress)
             elif isinstance(event, Dropped):
                 log.warning("ComfyUI's WebSocket dropped (%s) while task %s ran; reconnecting", event.reason,
                             run.task_id)
+
+    async def _done_by(self, event: Message, plan: workflows.Plan, run: _Run,
+                       outputs: dict[str, NodeOutput]) -> HistoryEntry | None:
+        """The entry once ``event`` says the prompt is done; collects what ``executed`` messages say on the way."""
+        if event.type == "executing" and event.data.get("node") is None:
+            return await self._history(run)
+        if event.type == "executed":
+            outputs[str(event.data.get("node"))] = NodeOutput.model_validate(event.data.get("output") or {})
+        elif event.type == "execution_success" and all(node in outputs for node in plan.outputs):
+            # Done, and the WebSocket said what every output wrote: the history would say no more (one request less)
+            return HistoryEntry(outputs=outputs, status=HistoryStatus(status_str="success", completed=True))
+        return None
 
     @staticmethod
     def _progress_of(event: Message, tracker: Tracker) -> Progress | None:
@@ -272,6 +307,8 @@ class ComfyUIBackend:
         raise BackendServerError(f"ComfyUI ended the task with status '{status.status_str or 'unknown'}'")
 
     async def _images(self, request: GenerationTask, plan: workflows.Plan, entry: HistoryEntry) -> list[ImageOut]:
+        if isinstance(request, WorkflowRequest):
+            return await self._custom_images(request, plan, entry)
         refs = []
         for node_id in plan.outputs:
             output = entry.outputs.get(node_id)
@@ -287,7 +324,22 @@ class ComfyUIBackend:
             for png, seed in zip(pngs, plan.seeds, strict=True)
         ]
 
+    async def _custom_images(self, request: WorkflowRequest, plan: workflows.Plan,
+                             entry: HistoryEntry) -> list[ImageOut]:
+        """Every image every SaveImage node of an admin's workflow wrote, in node order."""
+        refs = [ref for node_id in plan.outputs for ref in (entry.outputs.get(node_id) or _NO_OUTPUT).images]
+        if not refs:
+            raise MalformedResponse(f"ComfyUI's history has no image from workflow '{request.workflow}'")
+        pngs = await asyncio.gather(*(self.client.view(ref) for ref in refs))
+        seed = request.seed
+        text = infotext.custom(request, seed=seed, version=self.version)
+        return [results.image_out(png, seed=seed, infotext=text) for png in pngs]
+
     def _parameters(self, request: GenerationTask, plan: workflows.Plan, run: _Run) -> dict[str, object]:
+        if isinstance(request, WorkflowRequest):
+            shown = {i.name for i in request.definition.inputs if i.type != InputType.IMAGE}
+            return {"workflow": request.workflow, **{k: v for k, v in request.values.items() if k in shown},
+                    "version": f"ComfyUI {self.version}" if self.version else "ComfyUI", "prompt_id": run.prompt_id}
         if isinstance(request, UpscaleRequest) or plan.names is None:
             return {"upscaler": getattr(request, "upscaler", None), "scale": getattr(request, "scale", None),
                     "prompt_id": run.prompt_id}

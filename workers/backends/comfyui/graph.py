@@ -70,6 +70,16 @@ class Graph:
         """Fill ``input_name`` of the node titled ``title`` (a declared input of a loaded workflow)."""
         self._put(self.node_id(title), input_name, value)
 
+    def fill(self, node_id: str, input_name: str, value: Any, field: str) -> None:
+        """Fill a declared input of a loaded workflow by node id (``field``: the declared input's name)."""
+        if node_id not in self._nodes:
+            raise KeyError(f"no node {node_id}")
+        self._put(node_id, input_name, In(value, field))
+
+    def nodes(self) -> dict[str, dict[str, Any]]:
+        """The nodes (read only)."""
+        return self._nodes
+
     def _put(self, node_id: str, name: str, value: Any) -> None:
         if isinstance(value, In):
             self._fields[(node_id, name)] = value.field

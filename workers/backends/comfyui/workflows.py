@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from common.images import image_size
-from common.models import Img2ImgRequest, Txt2ImgRequest, UpscaleRequest
+from common.models import Img2ImgRequest, Txt2ImgRequest, UpscaleRequest, WorkflowRequest
 from common.registry import CheckpointInfo
+from common.workflow_models import OUTPUT_CLASSES, SAMPLER_CLASSES
 from workers.backends.base import SDXL
 from workers.backends.comfyui.catalog import LoraUse, Upscaler
 from workers.backends.comfyui.graph import Graph, In, Node, Out
@@ -31,6 +32,7 @@ class Plan:
     outputs: list[str] = field(default_factory=list)  # SaveImage node ids, image i first
     seeds: list[int] = field(default_factory=list)
     names: Resolved | None = None  # what a generation resolved its names to (None for an upscale)
+    custom: str | None = None  # the name of an admin's workflow (every image of every output is kept)
 
     @property
     def total_steps(self) -> int:
@@ -86,6 +88,25 @@ def generation(request: Txt2ImgRequest | Img2ImgRequest, names: Resolved) -> Pla
             samples = _hires(plan, request, names, models, samples, common, i)
         image = graph.add("VAEDecode", title=f"decode {i + 1}", samples=samples, vae=models.vae).out()
         plan.outputs.append(_save(graph, image, names.prefix, i).id)
+    return plan
+
+
+def custom(request: WorkflowRequest, uploaded: dict[str, str]) -> Plan:
+    """An admin's workflow with the request's values bound into the declared node inputs (``uploaded``: image
+    inputs' file names on the server). Outputs are its SaveImage nodes; its samplers' steps drive progress."""
+    definition = request.definition
+    graph = Graph.from_api(definition.graph)
+    for declared in definition.inputs:
+        value = uploaded.get(declared.name, request.values[declared.name])
+        graph.fill(declared.node, declared.input, value, declared.name)
+    plan = Plan(graph, custom=request.workflow, seeds=[request.seed])
+    for node_id, node in graph.nodes().items():
+        steps = node["inputs"].get("steps")
+        if node["class_type"] in SAMPLER_CLASSES and isinstance(steps, int):
+            plan.sampler_steps[node_id] = steps
+        if node["class_type"] in OUTPUT_CLASSES:
+            plan.outputs.append(node_id)
+    plan.outputs.sort(key=lambda nid: (len(nid), nid))
     return plan
 
 
