@@ -89,13 +89,33 @@ class TaskRunner:
         self._on_state = on_state
         self._cancelled: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
+        self._announcing: asyncio.Task[None] | None = None
 
     async def run(self, spec: TaskSpec, *, cancel_requested: bool = False) -> TaskResult:
         """Run ``spec``; ``cancel_requested``: it was cancelled between the claim and now."""
         started = now_ms()
         self.info.task_started_ms = started
-        await asyncio.gather(self._set_state(WorkerState.BUSY, spec.task_id),
-                             self._publish(spec, EventType.STARTED, position=0))
+        self.info.state, self.info.current_task = WorkerState.BUSY, spec.task_id
+        # The heartbeat and the `started` event go out beside the generation, not before it (a millisecond or two
+        # of GPU time per task); every later event of the task waits for them, so `started` still comes first.
+        self._announcing = asyncio.create_task(self._announce(spec), name=f"announce {spec.task_id}")
+        try:
+            generated = await self._start_and_generate(spec, cancel_requested)
+        finally:
+            await asyncio.shield(self._announcing)
+        self.info.tasks_done += 1
+        images = generated.images
+        return TaskResult(
+            task_id=spec.task_id, job_id=spec.job_id, worker=self.info.name, images=images,
+            seeds=[image.seed for image in images], parameters=generated.parameters,
+            checkpoint=generated.checkpoint or self.info.loaded_checkpoint,
+            submitted_ms=spec.submitted_ms, started_ms=started, finished_ms=now_ms(),
+        )
+
+    async def _announce(self, spec: TaskSpec) -> None:
+        await asyncio.gather(self._on_state_quietly(), self._publish(spec, EventType.STARTED, position=0))
+
+    async def _start_and_generate(self, spec: TaskSpec, cancel_requested: bool) -> Generated:
         if cancel_requested:
             self._cancelled.add(spec.task_id)
         self._raise_if_cancelled(spec)
@@ -108,14 +128,7 @@ class TaskRunner:
         generated = await self._generate_watched(spec)
         self._raise_if_cancelled(spec)
         self._in_background(self._record_speed(request, time.monotonic() - began))  # off the GPU's critical path
-        self.info.tasks_done += 1
-        images = generated.images
-        return TaskResult(
-            task_id=spec.task_id, job_id=spec.job_id, worker=self.info.name, images=images,
-            seeds=[image.seed for image in images], parameters=generated.parameters,
-            checkpoint=generated.checkpoint or self.info.loaded_checkpoint,
-            submitted_ms=spec.submitted_ms, started_ms=started, finished_ms=now_ms(),
-        )
+        return generated
 
     async def cancel(self, task_id: str) -> None:
         """Interrupt ``task_id`` if it is the one running here."""
@@ -239,12 +252,24 @@ class TaskRunner:
 
     async def _publish(self, spec: TaskSpec, type_: EventType, **fields: object) -> None:
         event = TaskEvent(type=type_, task_id=spec.task_id, job_id=spec.job_id, worker=self.info.name, **fields)
+        if type_ != EventType.STARTED:
+            await self._announced()
         await self._quietly(self.source.publish(event))
 
     async def _set_state(self, state: WorkerState, task_id: str | None) -> None:
         self.info.state, self.info.current_task = state, task_id
+        await self._announced()
+        await self._on_state_quietly()
+
+    async def _on_state_quietly(self) -> None:
         if self._on_state is not None:
             await self._quietly(self._on_state())
+
+    async def _announced(self) -> None:
+        """Wait until the running task's heartbeat and ``started`` event are out (they must precede the rest)."""
+        announcing = self._announcing
+        if announcing is not None and announcing is not asyncio.current_task():
+            await asyncio.shield(announcing)
 
     @staticmethod
     async def _quietly(work: Awaitable[Any]) -> Any:
