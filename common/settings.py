@@ -178,6 +178,34 @@ class Settings(BaseSettings):
     # --- CLI ------------------------------------------------------------------------------------------------
     output_dir: str = Field(default="./easel-output", description="Where `easel submit` and the demo write PNGs.")
 
+    # --- Web gallery (easel web) -----------------------------------------------------------------------------
+    web_url: str | None = Field(
+        default=None, description="Public base URL of `easel web`, e.g. https://easel.example.org (links to jobs, "
+        "and the Discord OAuth2 redirect <web_url>/auth/discord/callback).",
+    )
+    web_secret: SecretStr | None = Field(
+        default=None, description="Key signing web sessions (32+ random characters); `easel web --local` makes one "
+        "and keeps it in the data folder.",
+    )
+    web_host: str = Field(default="127.0.0.1", description="Address `easel web` listens on.")
+    web_port: int = Field(default=8080, ge=0, le=65535, description="Port `easel web` listens on.")
+    web_moderators: list[str] = Field(
+        default_factory=list, description='Owners who may see and change any job (JSON list), e.g. ["discord:1234"].',
+    )
+    web_moderator_roles: list[int] = Field(
+        default_factory=list, description="Discord role ids whose members are moderators in the web (JSON list; "
+        "checked in EASEL_DISCORD_GUILD_IDS with the bot token).",
+    )
+    discord_client_id: str | None = Field(default=None, description="OAuth2 client id of the Discord application.")
+    discord_client_secret: SecretStr | None = Field(
+        default=None, description="OAuth2 client secret of the Discord application (developer portal > OAuth2).",
+    )
+    discord_oauth_url: str = Field(
+        default="https://discord.com/oauth2/authorize", description="Discord's OAuth2 authorize page (or a fake).",
+    )
+    web_login_ttl_s: float = Field(default=600, gt=0, le=86_400, description="How long a one-time login link works.")
+    web_session_days: float = Field(default=14, gt=0, description="How long a web login lasts.")
+
     def limits(self) -> Limits:
         """The request bounds, as the models validate them."""
         return Limits(**{name: getattr(self, name) for name in Limits.model_fields})

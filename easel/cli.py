@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sweep_command(commands, _add_redis_flags)
     add_jobs_commands(commands, _add_redis_flags)
+    from easel.web_cli import add_web_command
+
+    add_web_command(commands, _add_redis_flags)
 
     demo = commands.add_parser("demo", help="run the whole path on this machine with the stub WebUI")
     demo.add_argument("--out", help="output folder (default ./easel-output)")
@@ -155,6 +158,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         settings = load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix)
         return (jobs_cli.run_sweep if args.command == "sweep" else jobs_cli.run_jobs)(args, settings)
+    if args.command == "web":
+        from easel import web_cli
+
+        return web_cli.run_web(args, load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix))
     if args.command == "demo":
         from easel.demo import demo
 

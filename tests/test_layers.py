@@ -1,4 +1,5 @@
-"""Imports go one way: ``bot/ -> common/ <- workers/``, and the job layer (``jobs/``) serves front ends only."""
+"""Imports go one way: ``bot/ -> common/ <- workers/``, and the job layer (``jobs/``) serves front ends only
+(``bot/``, ``web/``, the CLI)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ NEVER = {  # package -> packages it must not import
     "workers": {"jobs", "bot", "easel"},
     "jobs": {"bot", "easel", "workers"},
     "bot": {"workers", "easel"},
+    "web": {"workers", "bot", "easel"},
 }
 
 
