@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the whole path on this machine with the stub WebUI")
     demo.add_argument("--out", help="output folder (default ./easel-output)")
     demo.add_argument("--step-ms", type=float, default=40.0, help="stub time per sampling step (default 40)")
+    demo.add_argument("--web", action="store_true",
+                      help="then serve the web gallery (easel web --local) over the demo's jobs until Ctrl-C")
     return parser
 
 
@@ -165,7 +167,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from easel.demo import demo
 
-        return demo(out=args.out, step_ms=args.step_ms)
+        return demo(out=args.out, step_ms=args.step_ms, serve_web=args.web)
     raise AssertionError(args.command)
 
 

@@ -7,6 +7,7 @@ import getpass
 import os
 import secrets
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import uvicorn
@@ -36,8 +37,9 @@ def local_secret(data_dir: str) -> SecretStr:
 
 
 def serve(settings: Settings, *, local: bool, host: str | None = None, port: int | None = None,
-          say: Callable[[str], None] = print) -> None:
+          say: Callable[[str], None] | None = None) -> None:
     """Run until interrupted."""
+    say = say or partial(print, flush=True)
     logins = None
     if local:
         host = LOCAL_HOST
