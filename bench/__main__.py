@@ -1,6 +1,8 @@
 """``python -m bench [--json]``: the worker pool against its targets, and plain arq measured in the same run.
 
 ``python -m bench --scale [--json] [--depths 1000,10000]``: the queue at community scale (see bench/scale.py).
+
+``python -m bench --web [--json] [--screenshots]``: the web gallery (see bench/web.py).
 """
 
 from __future__ import annotations
@@ -112,10 +114,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON object with the figures")
     parser.add_argument("--scale", action="store_true", help="the scale run instead of the pool benchmark")
+    parser.add_argument("--web", action="store_true",
+                        help="the web gallery: a 1,000-image job page and memory with 50 live pages (bench/web.py)")
+    parser.add_argument("--screenshots", action="store_true",
+                        help="with --web: also save docs/screenshots/job-grid.png and queue.png")
     parser.add_argument("--depths", default=",".join(str(d) for d in scale.DEPTHS),
                         help="with --scale: queue depths to measure (default 1000,10000,100000)")
     args = parser.parse_args()
     started = time.monotonic()
+    if args.web:
+        from bench import web
+
+        figures = asyncio.run(web.measure(screenshots=args.screenshots))
+        print(json.dumps(figures) if args.json else json.dumps(figures, indent=2))
+        return 0
     if args.scale:
         results = asyncio.run(scale.measure(tuple(int(d) for d in args.depths.split(","))))
         if args.json:

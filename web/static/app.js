@@ -95,11 +95,19 @@ function setupJob(grid) {
   });
 
   if (grid.dataset.live === "yes") {
-    const source = new EventSource(`/jobs/${jobId}/events`);
-    source.addEventListener("changed", async () => {
+    // Re-fetch the grid when the job changes, at most once a second however often it progresses.
+    let waiting = null;
+    let lastFetch = 0;
+    const refresh = async () => {
+      waiting = null;
       if (selected().length) return;  // never pull the grid from under a selection
+      lastFetch = Date.now();
       const response = await fetch(`/jobs/${jobId}?fragment=grid`);
       if (response.ok) grid.innerHTML = await response.text();
+    };
+    const source = new EventSource(`/jobs/${jobId}/events`);
+    source.addEventListener("changed", () => {
+      if (!waiting) waiting = setTimeout(refresh, Math.max(0, 1000 - (Date.now() - lastFetch)));
     });
   }
 }
