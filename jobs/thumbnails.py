@@ -31,6 +31,11 @@ def etag_of(image_id: str, size: int) -> str:
     return '"' + hashlib.sha256(f"{image_id}/{size}/{QUALITY}".encode()).hexdigest()[:20] + '"'
 
 
+def thumbnail_path(job_id: str, image_id: str, size: int) -> str:
+    """Where an image's cached thumbnail lives, relative to the image store."""
+    return f"thumbs/{job_id}/{image_id}-{size}.webp"
+
+
 def make_webp(png: bytes, size: int) -> bytes:
     with Image.open(io.BytesIO(png)) as image:
         image.thumbnail((size, size))
@@ -48,7 +53,7 @@ class Thumbnails:
         if size not in SIZES:
             raise NotFound(f"no thumbnail size {size}; sizes: {', '.join(map(str, SIZES))}")
         files = self.store.files
-        cached = f"thumbs/{image.job_id}/{image.id}-{size}.webp"
+        cached = thumbnail_path(image.job_id, image.id, size)
         if await asyncio.to_thread(files.exists, cached):
             return Thumbnail(await asyncio.to_thread(files.read, cached), etag_of(image.id, size))
         try:

@@ -23,6 +23,7 @@ from web import actions, files, login, pages, stream
 from web.auth import CsrfFailed, DiscordLogin, LocalLogins, LoginRequired
 from web.context import WebContext, render
 from web.live import LiveHub
+from web.signing import ThumbSigner
 
 STATIC = Path(__file__).with_name("static")
 
@@ -60,6 +61,7 @@ def create_app(settings: Settings, *, logins: LocalLogins | None = None, jobs: J
         raise SettingMissing("EASEL_WEB_SECRET is not set (or shorter than 32 characters): export "
                              "EASEL_WEB_SECRET=$(python -c 'import secrets; print(secrets.token_urlsafe(32))'), "
                              "or run `easel web --local`, which keeps one in the data folder")
+    secret = settings.web_secret.get_secret_value()
     secure = (settings.web_url or "").startswith("https://")
     if settings.web_url is not None and not settings.web_url.startswith(("http://", "https://")):
         raise ConfigurationError(f"EASEL_WEB_URL={settings.web_url!r}: give the full URL, e.g. https://easel.example")
@@ -69,7 +71,7 @@ def create_app(settings: Settings, *, logins: LocalLogins | None = None, jobs: J
         async with _service(settings, jobs) as service:
             hub = LiveHub(service)
             app.state.web = WebContext(settings=settings, jobs=service, hub=hub, discord=DiscordLogin(settings),
-                                       logins=logins)
+                                       logins=logins, signer=ThumbSigner(secret))
             hub.start()
             try:
                 yield
@@ -80,7 +82,7 @@ def create_app(settings: Settings, *, logins: LocalLogins | None = None, jobs: J
     return Starlette(
         routes=[*login.ROUTES, *pages.ROUTES, *files.ROUTES, *actions.ROUTES, *stream.ROUTES,
                 Mount("/static", StaticFiles(directory=STATIC), name="static")],
-        middleware=[Middleware(SessionMiddleware, secret_key=settings.web_secret.get_secret_value(),
+        middleware=[Middleware(SessionMiddleware, secret_key=secret,
                                session_cookie="easel_session", max_age=int(settings.web_session_days * 86400),
                                same_site="lax", https_only=secure)],
         exception_handlers=handlers,

@@ -14,6 +14,7 @@ from common.settings import Settings
 from jobs.service import JobService
 from web.auth import DiscordLogin, LocalLogins, Viewer
 from web.live import LiveHub
+from web.signing import ThumbSigner
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 
@@ -25,6 +26,7 @@ class WebContext:
     hub: LiveHub
     discord: DiscordLogin
     logins: LocalLogins | None  # only with --local
+    signer: ThumbSigner
 
 
 def context_of(request: Request) -> WebContext:

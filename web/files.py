@@ -12,7 +12,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from common.errors import InvalidRequest, NotFound
-from jobs.thumbnails import SIZES
+from jobs.thumbnails import SIZES, etag_of, thumbnail_path
 from web.access import image_for, job_for
 from web.auth import viewer_of
 from web.context import context_of
@@ -31,13 +31,21 @@ async def full_image(request: Request) -> Response:
 
 async def thumbnail(request: Request) -> Response:
     viewer, web = viewer_of(request), context_of(request)
-    image = await image_for(web.jobs, viewer, request.path_params["image_id"])
+    image_id = request.path_params["image_id"]
     try:
         size = int(request.query_params.get("size", str(SIZES[0])))
     except ValueError:
         raise InvalidRequest([f"size: one of {', '.join(map(str, SIZES))}"]) from None
+    etag = etag_of(image_id, size)
+    headers = {"ETag": etag, "Cache-Control": PRIVATE}
+    if web.signer.valid(viewer, image_id, request.query_params.get("s", "")):  # signed for this viewer by its page
+        if etag in request.headers.get("if-none-match", ""):
+            return Response(status_code=304, headers=headers)
+        cached = web.jobs.store.files.root / thumbnail_path(image_id.split(".")[0], image_id, size)
+        if size in SIZES and await asyncio.to_thread(cached.is_file):
+            return FileResponse(cached, media_type="image/webp", headers=headers)
+    image = await image_for(web.jobs, viewer, image_id)
     thumb = await web.jobs.thumbnails.get(image, size)
-    headers = {"ETag": thumb.etag, "Cache-Control": PRIVATE}
     if thumb.etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
     return Response(thumb.data, media_type="image/webp", headers=headers)

@@ -44,8 +44,11 @@ async def job_page(request: Request) -> Response:
     viewer, web = viewer_of(request), context_of(request)
     detail = await job_for(web.jobs, viewer, request.path_params["job_id"])
     grid = layout(detail)
-    values: dict[str, Any] = {"job": detail, "grid": grid, "progress": web.hub.progress,
-              "row_titles": {row: prompt_of(detail, row) for row in grid.rows}}
+    values: dict[str, Any] = {
+        "job": detail, "grid": grid, "progress": web.hub.progress,
+        "row_titles": {row: prompt_of(detail, row) for row in grid.rows},
+        "sign": lambda image_id: web.signer.sign(viewer, image_id),  # thumbnails load without a store query each
+    }
     if request.query_params.get("fragment") == "grid":
         return render(request, "_grid.html", viewer, **values)
     derived = await web.jobs.browse.derived(detail.id)

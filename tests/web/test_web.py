@@ -106,6 +106,9 @@ async def test_members_see_only_their_own_jobs(served: WebServer, discord_oauth:
     async with served.discord_session(discord_oauth, ALICE) as alice:
         assert [(await alice.get(url)).status_code for url in urls] == [200] * len(urls)
         assert job.id in (await alice.get("/jobs")).text
+        signed = re.search(r'src="(/images/[^"]+/thumb\.webp\?s=[0-9a-f]+)"', (await alice.get(urls[0])).text)
+        assert signed and (await alice.get(signed.group(1))).status_code == 200
+        urls.append(signed.group(1))  # a link signed for alice is no pass for anyone else
     async with served.discord_session(discord_oauth, BOB) as bob:
         assert [(await bob.get(url)).status_code for url in urls] == [403] * len(urls)
         assert job.id not in (await bob.get("/jobs")).text
