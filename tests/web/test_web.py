@@ -157,3 +157,31 @@ async def test_without_a_session_the_event_streams_refuse(served: WebServer) -> 
     async with httpx.AsyncClient(base_url=served.url) as http:
         response = await http.get("/queue/events", headers={"Accept": "text/event-stream"})
         assert response.status_code == 401
+
+
+async def test_cancel_is_for_the_owner_or_a_moderator(served: WebServer, discord_oauth: FakeDiscordOAuth,
+                                                      stub: StubServer,
+                                                      start_worker: Callable[..., Awaitable[Any]]) -> None:
+    await start_worker(stub.url)
+    record = await served.jobs.recording.submit_sweep(f"discord:{ALICE}", WEB, "a :: steps=40,41,42", BASE)
+    last = record.task_ids[-1]
+    async with served.discord_session(discord_oauth, BOB) as bob:
+        csrf = csrf_of((await bob.get("/queue")).text)
+        refused = await bob.post(f"/tasks/{last}/cancel", data={"csrf": csrf}, headers={"Accept": "application/json"})
+        assert refused.status_code == 403
+    async with served.discord_session(discord_oauth, ALICE) as alice:
+        csrf = csrf_of((await alice.get("/queue")).text)
+        done = await alice.post(f"/tasks/{last}/cancel", data={"csrf": csrf}, headers={"Accept": "application/json"})
+        assert done.status_code == 200 and done.json()["message"].startswith(f"task {last}: ")
+    assert (await settled(served.jobs, record.job_id)).tasks[-1].status.value in ("cancelled", "done")
+
+
+async def test_jobs_page_filters(served: WebServer, stub: StubServer,
+                                 start_worker: Callable[..., Awaitable[Any]]) -> None:
+    await start_worker(stub.url)
+    fox, cat = await sweep(served, LOCAL_OWNER, "a fox"), await sweep(served, LOCAL_OWNER, "a cat")
+    async with served.local_session() as http:
+        listed = (await http.get("/jobs", params={"q": "fox", "status": "done"})).text
+        assert fox.id in listed and cat.id not in listed
+        assert "(0)" in (await http.get("/jobs", params={"kept": "1"})).text
+        assert (await http.get("/jobs", params={"status": "nonsense"})).status_code == 400
