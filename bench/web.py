@@ -4,6 +4,7 @@
   time to first byte and time until every thumbnail is visible, in headless chromium (Playwright), first with the
   thumbnails not yet made (cold) and then with them cached on disk (warm; a fresh browser context, so nothing
   comes from the browser's cache).
+- The server alone: the page's 1,000 thumbnail URLs fetched one after another (per-request latency, no browser).
 - The server's memory (RSS of the ``easel web`` process) idle, after those page loads, and with 50 live pages
   open (50 server-sent-event streams of the Queue page) while tasks move through the queue.
 
@@ -156,11 +157,27 @@ async def measure(screenshots: bool = False) -> dict[str, Any]:
             cookies = httpx.Cookies()
             for cookie in state["cookies"]:
                 cookies.set(cookie["name"], cookie["value"])
+            figures["thumbnail_requests"] = await _thumbnail_requests(url, cookies, job_id)
             figures.update(await _live(stack, settings, url, cookies, process))
             if screenshots:
                 await _screenshots(browser, state, settings, url)
             await browser.close()
         return figures
+
+
+async def _thumbnail_requests(url: str, cookies: httpx.Cookies, job_id: str) -> dict[str, float]:
+    """The server alone (no browser): the job page's 1,000 signed thumbnail URLs fetched one after another."""
+    async with httpx.AsyncClient(base_url=url, cookies=cookies) as http:
+        page = (await http.get(f"/jobs/{job_id}")).text
+        urls = re.findall(r'src="(/images/[^"]+/thumb\.webp\?s=[0-9a-f]+)"', page)
+        times = []
+        for thumb in urls:
+            started = time.perf_counter()
+            (await http.get(thumb)).raise_for_status()
+            times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return {"count": len(times), "p50_ms": round(times[len(times) // 2], 2),
+            "p99_ms": round(times[int(len(times) * 0.99)], 2), "total_s": round(sum(times) / 1000, 2)}
 
 
 async def _live(stack: LocalStack, settings: Settings, url: str, cookies: httpx.Cookies,
