@@ -8,6 +8,7 @@ COPY workers ./workers
 COPY bot ./bot
 COPY easel ./easel
 COPY webui_stub ./webui_stub
+COPY gateway ./gateway
 RUN pip install --no-cache-dir .
 RUN mkdir -p /data && chown nobody /data
 USER nobody

@@ -2,6 +2,8 @@
 
 ``python -m bench --scale [--json] [--depths 1000,10000]``: the queue at community scale (see bench/scale.py).
 
+``python -m bench --gateway [--json]``: volunteer nodes through the worker gateway (see bench/gateway.py).
+
 ``python -m bench --web [--json] [--screenshots]``: the web gallery (see bench/web.py).
 """
 
@@ -120,6 +122,7 @@ def main() -> int:
                         help="with --web: also save docs/screenshots/job-grid.png and queue.png")
     parser.add_argument("--depths", default=",".join(str(d) for d in scale.DEPTHS),
                         help="with --scale: queue depths to measure (default 1000,10000,100000)")
+    parser.add_argument("--gateway", action="store_true", help="the worker gateway benchmark (bench/gateway.py)")
     args = parser.parse_args()
     started = time.monotonic()
     if args.web:
@@ -128,6 +131,15 @@ def main() -> int:
         figures = asyncio.run(web.measure(screenshots=args.screenshots))
         print(json.dumps(figures) if args.json else json.dumps(figures, indent=2))
         return 0
+    if args.gateway:
+        from bench import gateway
+
+        found = asyncio.run(gateway.measure())
+        if args.json:
+            print(json.dumps(found))
+        else:
+            gateway.show(found, time.monotonic() - started)
+        return 0 if all(gateway.checks(found).values()) else 1
     if args.scale:
         results = asyncio.run(scale.measure(tuple(int(d) for d in args.depths.split(","))))
         if args.json:

@@ -5,22 +5,31 @@ Events come from the stream through the ``bot`` consumer group, so a bot that wa
 state of each job (places in line, ETAs, progress, previews) is kept by the job layer's tracker. Edits are coalesced
 per message and sent at most once every ``discord_edit_interval_s``; an edit that would not change the message is not
 sent. Redis outages are waited out; afterwards delivery catches up (stores what arrived, puts back what was lost).
+
+A finished job of more than four images shows one page of them at a time, as a 2x2 grid (:mod:`bot.imaging`); the
+page a message shows is remembered here, and every paged button carries its page, so a restart loses nothing.
+
+Delivery is a cog that owns its background task: started in ``cog_load``, cancelled (with its pending edits) in
+``cog_unload``, which the bot runs as it closes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import discord
-from PIL import Image
+from discord.ext import commands
 
-from bot import render
+from bot import imaging, render
 from bot.keys import MAX_FILES
+from bot.ports import DELIVERY
 from bot.views import job_view
 from common.errors import EaselError, NotFound, QueueUnreachable
 from common.events import TERMINAL, EventConsumer, EventType, TaskEvent
@@ -34,13 +43,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Delivery:
+class Delivery(commands.Cog, name=DELIVERY):
     """One per bot: the background task that renders job messages."""
 
-    def __init__(self, bot: EaselBot, jobs: JobService, *, interval_s: float) -> None:
+    def __init__(self, bot: commands.Bot, jobs: JobService, *, interval_s: float,
+                 gallery: Callable[[str], str | None] = lambda job_id: None) -> None:
         self.bot = bot
         self.jobs = jobs
         self.interval_s = interval_s
+        self.gallery = gallery  # job id -> its page in the web gallery, if there is one
+        self.pages: dict[str, int] = {}  # job id -> the page its message shows (paged jobs)
+        self._serving: asyncio.Task[None] | None = None
         self.trackers: dict[str, JobTracker] = {}  # jobs with a message, while they run
         self._preview_sent: dict[str, bytes] = {}  # job id -> the preview its message shows
         self._last: dict[str, tuple[float, str]] = {}  # job id -> (when, what) of the last edit
@@ -49,6 +62,20 @@ class Delivery:
         self.consumer = EventConsumer(jobs.client.redis, jobs.client.keys, group="bot")
         self.outage = jobs.outage("bot delivery")
         self._caught_up_after = -1  # the outage count when delivery last caught up
+
+    async def cog_load(self) -> None:
+        self._serving = asyncio.create_task(self._serve(), name="delivery")
+
+    async def cog_unload(self) -> None:
+        if self._serving is not None:
+            self._serving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._serving
+        await self.close()
+
+    async def _serve(self) -> None:
+        await self.bot.wait_until_ready()
+        await self.run()
 
     async def run(self) -> None:
         while True:
@@ -94,8 +121,11 @@ class Delivery:
         await asyncio.gather(*flushing, return_exceptions=True)
         self._flushing.clear()
 
-    def schedule(self, job_id: str, *, urgent: bool = False) -> None:
-        """Render the job's message soon, coalescing whatever else happens meanwhile (one flusher per job)."""
+    def schedule(self, job_id: str, *, urgent: bool = False, page: int | None = None) -> None:
+        """Render the job's message soon (at ``page``, if given), coalescing whatever else happens meanwhile (one
+        flusher per job)."""
+        if page is not None:
+            self.pages[job_id] = page
         self._dirty.add(job_id)
         if job_id not in self._flushing or self._flushing[job_id].done():
             self._flushing[job_id] = asyncio.create_task(self._flush(job_id, urgent))
@@ -114,6 +144,12 @@ class Delivery:
                 log.warning("could not follow job %s: %s", job_id, exc)
                 self.trackers.pop(job_id, None)
 
+    async def show_page(self, job_id: str, page: int) -> None:
+        """Show another page of a finished job, now (the owner clicked previous or next)."""
+        self.pages[job_id] = page
+        self._dirty.discard(job_id)
+        await self.refresh(job_id)
+
     async def refresh(self, job_id: str) -> None:
         """Edit the job's message to show where the job is now."""
         try:
@@ -124,7 +160,8 @@ class Delivery:
             return  # not a Discord job, or its message is not posted yet
         detail = await self._current(job_id)
         live = self.trackers[job_id].view if job_id in self.trackers else None
-        text = render.content(detail, live)
+        page = render.clamp_page(detail, self.pages.get(job_id, 1))
+        text = render.content(detail, live, page)
         finished = not detail.status.pending
         preview = live.preview if live is not None else None
         new_preview = not finished and preview is not None and preview is not self._preview_sent.get(job_id)
@@ -136,8 +173,8 @@ class Delivery:
             kwargs["attachments"] = [discord.File(io.BytesIO(preview), filename="preview.jpg")]
             self._preview_sent[job_id] = preview
         if finished:
-            kwargs["attachments"] = await self._files(detail, origin.guild_id, origin.channel_id)
-            kwargs["view"] = job_view(detail)
+            kwargs["attachments"] = await self._files(detail, page, origin.guild_id, origin.channel_id)
+            kwargs["view"] = job_view(detail, page=page, gallery_url=self.gallery(job_id))
         await message.edit(**kwargs)
         self._last[job_id] = (time.monotonic(), text)
         if finished:
@@ -159,17 +196,32 @@ class Delivery:
             detail = await self.jobs.store.job(job_id)
         return detail
 
-    async def _files(self, detail: JobDetail, guild_id: int | None, channel_id: int) -> list[discord.File]:
+    async def _files(self, detail: JobDetail, page: int, guild_id: int | None, channel_id: int) -> list[discord.File]:
         limit = self._upload_limit(guild_id)
         spoiler = await self._spoilers(channel_id)
+        if render.is_paged(detail):
+            grid = await self._grid(detail, page, limit)
+            return [discord.File(io.BytesIO(grid), filename=f"page-{page}.jpg", spoiler=spoiler)]
         files = []
         for image in [i for i in detail.images if not i.deleted][:MAX_FILES]:
             data = await self.jobs.store.image_bytes(image.id)
             name = f"{image.id.replace('.', '_')}.png"
             if len(data) > limit:
-                data, name = await asyncio.to_thread(shrink, data, limit), name.replace(".png", ".jpg")
+                data, name = await asyncio.to_thread(imaging.shrink, data, limit), name.replace(".png", ".jpg")
             files.append(discord.File(io.BytesIO(data), filename=name, spoiler=spoiler))
         return files
+
+    async def _grid(self, detail: JobDetail, page: int, limit: int) -> bytes:
+        cells = [imaging.Cell(number, None if image.deleted else await self._png(image.id), kept=image.kept,
+                              deleted=image.deleted) for number, image in render.on_page(detail, page)]
+        return await asyncio.to_thread(imaging.fit, cells, limit)
+
+    async def _png(self, image_id: str) -> bytes | None:
+        """The image's PNG; None (an empty cell) once retention purged it, so the rest of the page still shows."""
+        try:
+            return await self.jobs.store.image_bytes(image_id)
+        except (NotFound, FileNotFoundError):
+            return None
 
     async def _spoilers(self, channel_id: int) -> bool:
         """The channel asked for spoilers, and is not age-restricted (where they would only get in the way)."""
@@ -183,16 +235,7 @@ class Delivery:
         return guild.filesize_limit if guild is not None else 10 * 1024 * 1024
 
 
-def shrink(png: bytes, limit: int) -> bytes:
-    """A JPEG copy under ``limit`` bytes (the full PNG stays in the store); smaller each try."""
-    with Image.open(io.BytesIO(png)) as img:
-        image = img.convert("RGB")
-    quality, scale = 90, 1.0
-    while True:
-        out = io.BytesIO()
-        size = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
-        image.resize(size).save(out, format="JPEG", quality=quality)
-        if out.tell() <= limit or (quality <= 40 and scale <= 0.1):
-            return out.getvalue()
-        quality, scale = max(40, quality - 15), scale * (0.85 if quality <= 40 else 1.0)
 
+async def setup(bot: EaselBot) -> None:
+    await bot.add_cog(Delivery(bot, bot.jobs, interval_s=bot.settings.discord_edit_interval_s,
+                               gallery=bot.settings.job_page_url))

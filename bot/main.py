@@ -9,6 +9,7 @@ import discord
 import yarl
 from discord.gateway import DiscordWebSocket
 
+from bot import metrics as bot_metrics
 from bot.app import EaselBot
 from common.settings import Settings
 from jobs.service import JobService
@@ -29,4 +30,5 @@ async def serve(settings: Settings) -> None:
 
 def run(settings: Settings) -> None:
     discord.utils.setup_logging(level=getattr(logging, settings.log_level))
+    bot_metrics.install(settings)
     asyncio.run(serve(settings))

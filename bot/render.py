@@ -5,7 +5,8 @@ Pure functions of the job's state, so unchanged state renders the same text and 
 
 from __future__ import annotations
 
-from jobs.models import JobDetail, JobStatus, LiveJob, TaskStatus
+from bot.keys import IMAGE_BUTTONS
+from jobs.models import ImageDetail, JobDetail, JobStatus, LiveJob, TaskStatus
 
 BAR = 12
 
@@ -48,6 +49,41 @@ def status_line(detail: JobDetail, live: LiveJob | None) -> str:
     return f"⏳ {place}{eta}" + (f" · {done}/{total} done" if done else "")
 
 
-def content(detail: JobDetail, live: LiveJob | None = None) -> str:
-    """The message of a job: as stored, with the live view of its tasks while it runs."""
-    return f"{headline(detail)}\n{status_line(detail, live)}"[:2000]
+def content(detail: JobDetail, live: LiveJob | None = None, page: int | None = None) -> str:
+    """The message of a job: as stored, with the live view of its tasks while it runs (and, for a finished job of
+    more than four images, which page of them it shows)."""
+    text = f"{headline(detail)}\n{status_line(detail, live)}"
+    if page is not None and is_paged(detail) and not detail.status.pending:
+        text += "\n" + page_line(detail, page)
+    return text[:2000]
+
+
+# --- paging: a job of more than four images shows them four at a time --------------------------------------------
+
+def is_paged(detail: JobDetail) -> bool:
+    return len(detail.images) > IMAGE_BUTTONS
+
+
+def page_count(detail: JobDetail) -> int:
+    return max(1, -(-len(detail.images) // IMAGE_BUTTONS))
+
+
+def clamp_page(detail: JobDetail, page: int) -> int:
+    """A page that exists (images may have been purged since a button was made)."""
+    return min(max(1, page), page_count(detail))
+
+
+def on_page(detail: JobDetail, page: int) -> list[tuple[int, ImageDetail]]:
+    """The images of ``page`` (1-based), each with its number in the job (1-based; deleted ones keep theirs)."""
+    first = (clamp_page(detail, page) - 1) * IMAGE_BUTTONS
+    return list(enumerate(detail.images[first:first + IMAGE_BUTTONS], start=first + 1))
+
+def page_line(detail: JobDetail, page: int) -> str:
+    """``page k of n``, the numbers shown, and which of them are kept or deleted."""
+    page = clamp_page(detail, page)
+    shown = on_page(detail, page)
+    marks = [f"#{n} {'deleted' if i.deleted else 'kept'}" for n, i in shown if i.deleted or i.kept]
+    kept = sum(1 for i in detail.images if i.kept and not i.deleted)
+    line = (f"📄 page {page} of {page_count(detail)} · images {shown[0][0]}–{shown[-1][0]} of {len(detail.images)}"
+            f" · {kept} kept in all")
+    return line + (" · " + ", ".join(marks) if marks else "")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.limits import DEFAULT_LIMITS, Limits
@@ -178,11 +178,24 @@ class Settings(BaseSettings):
     # --- CLI ------------------------------------------------------------------------------------------------
     output_dir: str = Field(default="./easel-output", description="Where `easel submit` and the demo write PNGs.")
 
-    # --- Web gallery (easel web) -----------------------------------------------------------------------------
+    # --- web gallery -------------------------------------------------------------------------------------------
     web_url: str | None = Field(
-        default=None, description="Public base URL of `easel web`, e.g. https://easel.example.org (links to jobs, "
-        "and the Discord OAuth2 redirect <web_url>/auth/discord/callback).",
+        default=None,
+        description="Public base URL of `easel web` (EASEL_WEB_URL); job messages link to <url>/jobs/<job id>.",
     )
+
+    @field_validator("web_url")
+    @classmethod
+    def _web_url_is_http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"EASEL_WEB_URL must start with http:// or https://, got {value!r}")
+        return value
+
+    def job_page_url(self, job_id: str) -> str | None:
+        """The web gallery's page of a job, when EASEL_WEB_URL is set."""
+        return f"{self.web_url.rstrip('/')}/jobs/{job_id}" if self.web_url else None
+
+    # --- Web gallery (easel web): the server, its logins and moderators --------------------------------------
     web_secret: SecretStr | None = Field(
         default=None, description="Key signing web sessions (32+ random characters); `easel web --local` makes one "
         "and keeps it in the data folder.",
@@ -205,6 +218,29 @@ class Settings(BaseSettings):
     )
     web_login_ttl_s: float = Field(default=600, gt=0, le=86_400, description="How long a one-time login link works.")
     web_session_days: float = Field(default=14, gt=0, description="How long a web login lasts.")
+
+    # --- Worker gateway and node tokens (issue 11) ------------------------------------------------------------
+    gateway_url: str | None = Field(
+        default=None, description="A volunteer node's gateway, e.g. https://easel.example.org (instead of Redis).",
+    )
+    node_token: SecretStr | None = Field(
+        default=None, description="The node's token from `easel workers invite NAME` (with EASEL_GATEWAY_URL).",
+    )
+    gateway_ca_file: str | None = Field(
+        default=None, description="CA certificate(s) (PEM) the node trusts for the gateway; default: the system's.",
+    )
+    gateway_secret: SecretStr | None = Field(
+        default=None, description="Gateway: key of the owner pseudonyms nodes see (set it, or they change on restart).",
+    )
+    gateway_max_image_bytes: int = Field(
+        default=32 * 1024**2, ge=1024, description="Gateway: largest image a node may return.",
+    )
+    gateway_max_message_bytes: int = Field(
+        default=256 * 1024**2, ge=1024**2, description="Gateway: largest message from a node (a whole result).",
+    )
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Serve Prometheus /metrics on this port (workers and the bot).",
+    )
 
     def limits(self) -> Limits:
         """The request bounds, as the models validate them."""

@@ -23,9 +23,10 @@ def load_settings(**flags: Any) -> Settings:
     return Settings(**{k: v for k, v in flags.items() if v is not None})
 
 
-def _add_redis_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--redis-url", help="Redis URL (default: $REDIS_URL)")
-    parser.add_argument("--prefix", dest="redis_prefix", help="Redis key prefix (default: $EASEL_REDIS_PREFIX)")
+def _add_redis_flags(parser: argparse.ArgumentParser, default: object = None) -> None:
+    parser.add_argument("--redis-url", default=default, help="Redis URL (default: $REDIS_URL)")
+    parser.add_argument("--prefix", dest="redis_prefix", default=default,
+                        help="Redis key prefix (default: $EASEL_REDIS_PREFIX)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,12 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_redis_flags(worker)
     worker.add_argument("--webui-url", help="the WebUI's base URL (default: $EASEL_WEBUI_URL)")
     worker.add_argument("--name", dest="worker_name", help="worker name (default: $EASEL_WORKER_NAME or host name)")
+    worker.add_argument("--gateway", dest="gateway_url", help="a volunteer node: the gateway's https:// URL")
+    worker.add_argument("--token", dest="node_token", help="the node's token (default: $EASEL_NODE_TOKEN)")
     worker.add_argument("--drain", action="store_true",
                         help="tell the running worker of this name to finish its task, take no more and stop")
 
     listing = commands.add_parser("workers", help="list the live workers")
     _add_redis_flags(listing)
     listing.add_argument("--json", action="store_true")
+    from easel.nodes_cli import add_gateway_command, add_node_commands
+
+    add_node_commands(listing, _add_redis_flags)
+    add_gateway_command(commands, _add_redis_flags)
 
     queue = commands.add_parser("queue", help="show the queue in fair order with positions and ETAs")
     _add_redis_flags(queue)
@@ -120,7 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "worker":
         settings = load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix,
-                                 webui_url=args.webui_url, worker_name=args.worker_name)
+                                 webui_url=args.webui_url, worker_name=args.worker_name,
+                                 gateway_url=args.gateway_url, node_token=args.node_token)
         if args.drain:
             from easel.admin import drain
 
@@ -128,9 +136,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         from workers.main import run
 
         settings.require_webui_url()
-        _wait_for_redis(settings, "worker")
+        if not settings.gateway_url:  # a volunteer node never reaches Redis
+            _wait_for_redis(settings, "worker")
         run(settings)
         return 0
+    if args.command in ("workers", "gateway") and (args.command == "gateway" or args.nodes_command):
+        from easel import nodes_cli
+
+        settings = load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix)
+        return (nodes_cli.run_gateway if args.command == "gateway" else nodes_cli.run_nodes)(args, settings)
     if args.command in ("workers", "queue", "cancel"):
         from easel import admin
 

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
+from sqlalchemy.orm import selectinload
 
 from common.errors import EaselError, InvalidRequest
 from common.infotext import parse_infotext
@@ -170,6 +171,24 @@ class Curation:
         tasks = [(row.label, self.recording.loaded_request(row.request)) for row in rows]
         return await self._derive(actor, job_id, "retry", f"retry of {job_id}", tasks,
                                   [row.parent_image_id for row in rows])
+
+    async def redo_made_by(self, worker: str, since_ms: int) -> list[JobRecord]:
+        """Every task ``worker`` finished since ``since_ms`` again, same seeds, as one derived job per job (a banned
+        node's output is not trusted); the owner's own jobs, so the results reach them as any rerun does."""
+        async with self.store.sessions() as session:
+            rows = (await session.scalars(select(TaskRow).where(
+                TaskRow.worker == worker, TaskRow.status == TaskStatus.DONE, TaskRow.finished_ms >= since_ms,
+            ).options(selectinload(TaskRow.job)))).all()
+        by_job: dict[str, list[TaskRow]] = {}
+        for row in rows:
+            by_job.setdefault(row.job_id, []).append(row)
+        records = []
+        for job_id, tasks in by_job.items():
+            owner = tasks[0].job.owner
+            redo = [(row.label, self.recording.loaded_request(row.request)) for row in tasks]
+            records.append(await self._derive(owner, job_id, "rerun", f"made again: {worker} was banned", redo,
+                                              [row.parent_image_id for row in tasks]))
+        return records
 
     async def _derive(self, actor: str, job_id: str, action: str, spec: str,
                       tasks: list[tuple[str, GenerationRequest]], parents: Sequence[str | None]) -> JobRecord:

@@ -224,3 +224,14 @@ def test_invalid_utf8_on_the_command_line_is_refused_with_one_line(redis_url: st
         assert client.zcard(Keys(prefix).waiting) == 0 and client.zcard(Keys(prefix).running) == 0  # nothing queued
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("argv", [
+    ["workers", "--prefix", "p:", "--redis-url", "redis://h:1/2", "acl", "gpu1"],
+    ["workers", "acl", "gpu1", "--prefix", "p:", "--redis-url", "redis://h:1/2"],
+])
+def test_node_actions_take_the_redis_flags_before_or_after_the_action(argv: list[str]) -> None:
+    from easel.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    assert (args.redis_prefix, args.redis_url, args.name) == ("p:", "redis://h:1/2", "gpu1")

@@ -1,5 +1,5 @@
-"""Imports go one way: ``bot/ -> common/ <- workers/``, and the job layer (``jobs/``) serves front ends only
-(``bot/``, ``web/``, the CLI)."""
+"""Imports go one way: ``bot/ -> common/ <- workers/``, the gateway is a front end of the queue like the bot,
+and the job layer (``jobs/``) serves front ends only (``bot/``, ``web/``, the CLI)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import pytest
 
 ROOT = Path(__file__).parent.parent
 NEVER = {  # package -> packages it must not import
-    "common": {"jobs", "bot", "easel", "workers"},
-    "workers": {"jobs", "bot", "easel"},
+    "common": {"jobs", "bot", "easel", "workers", "gateway"},
+    "workers": {"jobs", "bot", "easel", "gateway"},
     "jobs": {"bot", "easel", "workers"},
-    "bot": {"workers", "easel"},
-    "web": {"workers", "bot", "easel"},
+    "bot": {"workers", "easel", "gateway"},
+    "gateway": {"workers", "bot", "jobs", "easel"},
+    "web": {"workers", "bot", "easel", "gateway"},
 }
 
 

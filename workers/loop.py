@@ -17,6 +17,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable
 
+from common import metrics
 from common.errors import FailureCode, QueueUnreachable, TaskFailed
 from common.events import EventType, TaskEvent
 from common.outage import Outage, bounded, is_outage
@@ -45,6 +46,7 @@ class WorkerLoop:
         self._current: tuple[Claimed, asyncio.Task[None]] | None = None
         self._lease_lost = False
         self._after: set[asyncio.Task[object]] = set()  # Redis work that need not hold up the next claim
+        self.duty = metrics.DutyClock(wctx.info.name)
 
     # --- main loop -------------------------------------------------------------------------------------
 
@@ -57,6 +59,7 @@ class WorkerLoop:
         try:
             while not self.stopping and not self.draining:
                 self._wake.clear()
+                self.duty.tick()
                 if self._can_take():
                     claimed = await self.outage.call(lambda: self.source.claim(self.wctx.info))
                     if claimed is not None:
@@ -100,6 +103,7 @@ class WorkerLoop:
 
     async def _run(self, claimed: Claimed) -> None:
         self._lease_lost = False
+        self.duty.busy()
         task = asyncio.create_task(self._execute(claimed), name=f"task {claimed.task_id}")
         self._current = (claimed, task)
         try:
@@ -107,6 +111,7 @@ class WorkerLoop:
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
         finally:
+            self.duty.idle()
             self._current = None
             info = self.wctx.info
             if info.state not in (WorkerState.DRAINING, WorkerState.UNHEALTHY):
@@ -158,6 +163,10 @@ class WorkerLoop:
                             claimed.task_id)
                 return
             event = _terminal_event(claimed, name, outcome)
+            if isinstance(outcome, Done):
+                metrics.observe_result(outcome.result)
+            else:
+                metrics.observe_failure(outcome.error.code.value)
         self._later(self.outage.call(lambda: self.source.publish(event)))  # after the result: never before it
 
     # --- leases and control ----------------------------------------------------------------------------

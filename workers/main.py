@@ -12,10 +12,12 @@ import signal
 
 from arq.connections import ArqRedis
 
+from common import metrics
 from common.outage import Outage
 from common.queue.client import connect_redis
 from common.queue.member import PoolMember
 from common.settings import Settings
+from workers.gateway_source import GatewaySource
 from workers.loop import WorkerLoop
 from workers.startup import WorkerContext, close_context, open_context
 
@@ -29,6 +31,7 @@ class Worker:
         settings.require_webui_url()  # fail at start-up, not on the first task
         self.settings = settings
         self._redis: ArqRedis | None = None
+        self._gateway: GatewaySource | None = None
         self.wctx: WorkerContext | None = None
         self.loop: WorkerLoop | None = None
         self._running: asyncio.Task[object] | None = None
@@ -37,10 +40,15 @@ class Worker:
         """Connect (waiting out a Redis outage), read the WebUI, register. Ready to take tasks after this."""
         settings = self.settings
         outage = Outage(f"worker {settings.worker_name}", limit_s=settings.redis_outage_s, logger=log)
-        self._redis = await connect_redis(settings)
-        member = PoolMember(self._redis, settings, settings.worker_name)
-        self.wctx = await open_context(settings, member)
-        await outage.call(lambda: member.heartbeat(self.wctx.info))  # type: ignore[union-attr]
+        source: PoolMember | GatewaySource
+        if settings.gateway_url:  # a volunteer node: the pool through the gateway, no Redis
+            self._gateway = source = GatewaySource(settings)
+            await source.connect()
+        else:
+            self._redis = await connect_redis(settings)
+            source = PoolMember(self._redis, settings, settings.worker_name)
+        self.wctx = await open_context(settings, source)
+        await outage.call(lambda: source.heartbeat(self.wctx.info))  # type: ignore[union-attr]
         self.loop = WorkerLoop(self.wctx)
         info = self.wctx.info
         log.info("worker %s ready: WebUI %s, %d checkpoints, loaded %s",
@@ -70,6 +78,9 @@ class Worker:
         if self._redis is not None:
             await self._redis.aclose(close_connection_pool=True)
             self._redis = None
+        if self._gateway is not None:
+            await self._gateway.close()
+            self._gateway = None
 
 
 async def serve(settings: Settings) -> None:
@@ -87,4 +98,5 @@ async def serve(settings: Settings) -> None:
 
 def run(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    metrics.start_exporter(settings.metrics_port)
     asyncio.run(serve(settings))

@@ -11,6 +11,7 @@ from discord.ext import commands
 from pydantic import TypeAdapter, ValidationError
 
 from bot import autocomplete
+from bot.ports import submitter
 from common.errors import InvalidRequest
 from common.limits import SEED_MAX
 from common.models import GenerationRequest
@@ -63,7 +64,7 @@ class Edit(commands.Cog):
                                 "denoising_strength": denoise, "seed": seed, "batch_size": count}
         optional = {"negative_prompt": negative, "steps": steps, "cfg_scale": cfg}
         data.update({k: v for k, v in optional.items() if v is not None})
-        await self.bot.submit(interaction, [(prompt[:80], validated(self.bot, data))], spec=prompt)
+        await submitter(self.bot).submit(interaction, [(prompt[:80], validated(self.bot, data))], spec=prompt)
 
     @app_commands.command(name="upscale", description="Enlarge an uploaded image or an Easel image")
     @app_commands.describe(image="An image to upload",
@@ -87,7 +88,7 @@ class Edit(commands.Cog):
             data = await self.bot.jobs.store.image_bytes(image_id)
         request = validated(self.bot, {"kind": "upscale", "image": data, "upscaler": upscaler, "scale": scale})
         label = f"x{scale:g}" + (f" of {image_id}" if image_id else "")
-        await self.bot.submit(interaction, [(label, request)], spec=label)
+        await submitter(self.bot).submit(interaction, [(label, request)], spec=label)
 
     async def _image_id(self, given: str) -> str:
         """An image id as given, or the first image of the job whose message a link points at."""

@@ -10,6 +10,7 @@ from discord.ext import commands
 from pydantic import ValidationError
 
 from bot import autocomplete
+from bot.ports import submitter
 from common.errors import InvalidRequest
 from common.limits import SEED_MAX
 from common.models import Txt2ImgRequest
@@ -63,7 +64,7 @@ class Imagine(commands.Cog):
             request = Txt2ImgRequest.model_validate(data, context={"limits": self.bot.jobs.client.limits})
         except ValidationError as exc:
             raise InvalidRequest.from_validation(exc) from None
-        await self.bot.submit(interaction, [(prompt[:80], request)], spec=prompt)
+        await submitter(self.bot).submit(interaction, [(prompt[:80], request)], spec=prompt)
 
     @imagine.autocomplete("checkpoint")
     async def _checkpoints(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:

@@ -9,8 +9,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.answers import is_moderator
 from bot.keys import owner_of
-from bot.views import is_moderator
 from common.queue import messages
 from jobs.models import JobSummary
 

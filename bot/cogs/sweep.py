@@ -8,6 +8,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import answers
+from bot.ports import submitter
 from common.models import GenerationRequest
 from common.sweep import expand, parse_spec
 
@@ -36,7 +38,10 @@ class Confirm(discord.ui.View):
         await interaction.response.defer()
         self.stop()
         await interaction.edit_original_response(view=None)
-        await self.bot.run_guarded(interaction, self.bot.submit(interaction, self.tasks, spec=self.spec))
+        try:
+            await submitter(self.bot).submit(interaction, self.tasks, spec=self.spec)
+        except Exception as exc:  # refused (cooldown, banned word, queue full) or the queue unreachable
+            await answers.answer(interaction, answers.failure_text(exc))
 
     @discord.ui.button(label="Never mind", style=discord.ButtonStyle.secondary)
     async def never_mind(self, interaction: discord.Interaction, button: discord.ui.Button[Any]) -> None:

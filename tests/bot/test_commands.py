@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from bot.app import EaselBot
-from bot.delivery import Delivery
 from common.images import read_infotext
 from tests.bot.conftest import eventually
 from tests.bot.test_imagine import OTHER, USER, job_message, job_messages
@@ -112,9 +111,9 @@ async def test_cooldown_and_banned_words_are_answered(fake: FakeDiscord, start_b
 async def test_images_over_the_upload_limit_are_sent_as_smaller_copies(
     fake: FakeDiscord, start_bot: Start, stub: StubServer, start_worker, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
 ) -> None:
-    monkeypatch.setattr(Delivery, "_upload_limit", lambda self, guild_id: 2000)
     await start_worker(stub.url)
-    await start_bot()
+    bot = await start_bot()
+    monkeypatch.setattr(bot.get_cog("Delivery"), "_upload_limit", lambda guild_id: 2000)
     await fake.slash("imagine", {"prompt": "a detailed city at night", "steps": 3, "size": "portrait"}, user_id=USER)
     message = await eventually(lambda: job_message(fake))
     await eventually(lambda: "done" in message.content and message.files)

@@ -53,8 +53,9 @@ async def test_buttons_work_for_the_owner_and_refuse_others(
     message = await finished(fake)
     keep = next(i for i in message.custom_ids if i.endswith(":keep"))
     refused = await fake.click(message, keep, user_id=OTHER)
-    await eventually(lambda: refused.followups)
-    assert "only its owner can change it" in refused.followups[0].content
+    await eventually(lambda: refused.original)  # answered at once, privately, by the button's interaction_check
+    assert refused.original is not None and "only its owner can change it" in refused.original.content
+    assert (refused.response or {}).get("flags") == 64  # ephemeral
     kept = await fake.click(message, keep, user_id=USER)
     await eventually(lambda: kept.followups)
     assert kept.followups[0].content.startswith("Kept")

@@ -3,6 +3,7 @@ strings) opens, reads as enums, writes the same strings, and needs no migration.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -12,9 +13,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
 from common.settings import Settings
-from jobs.models import JobStatus, TaskStatus
+from jobs.models import ChannelSettings, JobStatus, TaskStatus
 from jobs.service import JobService
-from jobs.store.tables import Base, TaskRow
+from jobs.store.tables import Base, ChannelSettingsRow, TaskRow
 
 # Made by the code before the move (common/store at 8713eb8: its migrations, rows written through its tables)
 OLD_STORE = Path(__file__).with_name("data") / "store_0002.sql"
@@ -57,3 +58,22 @@ def test_the_tables_match_the_migrated_schema(tmp_path: Path) -> None:
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     engine.dispose()
+
+
+async def test_two_front_ends_writing_at_once_wait_for_each_other(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Two front ends (the bot and the web, say) share the store file: a write that lands while another front end's
+    transaction is open neither fails nor is lost (WAL + busy_timeout; the driver begins a transaction at its first
+    write, so an earlier read holds no stale snapshot that the write would have to upgrade)."""
+    settings = make_settings(data_dir=str(tmp_path / "data"))
+    async with JobService.open(settings) as bot, JobService.open(settings) as web:
+        async with bot.store.sessions.begin() as session:
+            row = await session.get(ChannelSettingsRow, 1)
+            assert row is None
+            other = asyncio.create_task(web.store.set_channel_settings(ChannelSettings(channel_id=2, max_count=3)))
+            await asyncio.wait({other}, timeout=0.5)  # it may commit now only if the store lets it (it must not)
+            session.add(ChannelSettingsRow(channel_id=1, spoilers=True, updated_ms=1))
+        await other
+        assert (await web.store.channel_settings(1)).spoilers
+        assert (await bot.store.channel_settings(2)).max_count == 3
