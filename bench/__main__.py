@@ -5,6 +5,8 @@
 ``python -m bench --gateway [--json]``: volunteer nodes through the worker gateway (see bench/gateway.py).
 ``python -m bench --comfyui [--json]``: the ComfyUI path: Easel's overhead per task (the server done -> the result
 stored) and the duty cycle of one worker on the ComfyUI stub.
+
+``python -m bench --web [--json] [--screenshots]``: the web gallery (see bench/web.py).
 """
 
 from __future__ import annotations
@@ -150,11 +152,21 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object with the figures")
     parser.add_argument("--scale", action="store_true", help="the scale run instead of the pool benchmark")
     parser.add_argument("--comfyui", action="store_true", help="the ComfyUI path instead of the pool benchmark")
+    parser.add_argument("--web", action="store_true",
+                        help="the web gallery: a 1,000-image job page and memory with 50 live pages (bench/web.py)")
+    parser.add_argument("--screenshots", action="store_true",
+                        help="with --web: also save docs/screenshots/job-grid.png and queue.png")
     parser.add_argument("--depths", default=",".join(str(d) for d in scale.DEPTHS),
                         help="with --scale: queue depths to measure (default 1000,10000,100000)")
     parser.add_argument("--gateway", action="store_true", help="the worker gateway benchmark (bench/gateway.py)")
     args = parser.parse_args()
     started = time.monotonic()
+    if args.web:
+        from bench import web
+
+        figures = asyncio.run(web.measure(screenshots=args.screenshots))
+        print(json.dumps(figures) if args.json else json.dumps(figures, indent=2))
+        return 0
     if args.gateway:
         from bench import gateway
 

@@ -196,6 +196,30 @@ class Settings(BaseSettings):
         """The web gallery's page of a job, when EASEL_WEB_URL is set."""
         return f"{self.web_url.rstrip('/')}/jobs/{job_id}" if self.web_url else None
 
+    # --- Web gallery (easel web): the server, its logins and moderators --------------------------------------
+    web_secret: SecretStr | None = Field(
+        default=None, description="Key signing web sessions (32+ random characters); `easel web --local` makes one "
+        "and keeps it in the data folder.",
+    )
+    web_host: str = Field(default="127.0.0.1", description="Address `easel web` listens on.")
+    web_port: int = Field(default=8080, ge=0, le=65535, description="Port `easel web` listens on.")
+    web_moderators: list[str] = Field(
+        default_factory=list, description='Owners who may see and change any job (JSON list), e.g. ["discord:1234"].',
+    )
+    web_moderator_roles: list[int] = Field(
+        default_factory=list, description="Discord role ids whose members are moderators in the web (JSON list; "
+        "checked in EASEL_DISCORD_GUILD_IDS with the bot token).",
+    )
+    discord_client_id: str | None = Field(default=None, description="OAuth2 client id of the Discord application.")
+    discord_client_secret: SecretStr | None = Field(
+        default=None, description="OAuth2 client secret of the Discord application (developer portal > OAuth2).",
+    )
+    discord_oauth_url: str = Field(
+        default="https://discord.com/oauth2/authorize", description="Discord's OAuth2 authorize page (or a fake).",
+    )
+    web_login_ttl_s: float = Field(default=600, gt=0, le=86_400, description="How long a one-time login link works.")
+    web_session_days: float = Field(default=14, gt=0, description="How long a web login lasts.")
+
     # --- Worker gateway and node tokens (issue 11) ------------------------------------------------------------
     gateway_url: str | None = Field(
         default=None, description="A volunteer node's gateway, e.g. https://easel.example.org (instead of Redis).",

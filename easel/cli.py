@@ -84,12 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_sweep_command(commands, _add_redis_flags)
     add_jobs_commands(commands, _add_redis_flags)
     add_workflows_commands(commands, _add_redis_flags)
+    from easel.web_cli import add_web_command
+
+    add_web_command(commands, _add_redis_flags)
 
     demo = commands.add_parser("demo", help="run the whole path on this machine with the stub WebUI")
     demo.add_argument("--out", help="output folder (default ./easel-output)")
     demo.add_argument("--step-ms", type=float, default=40.0, help="stub time per sampling step (default 40)")
     demo.add_argument("--backend", choices=("a1111", "comfyui"), default="a1111",
                       help="which server the stub stands in for (comfyui also runs a custom workflow)")
+    demo.add_argument("--web", action="store_true",
+                      help="then serve the web gallery (easel web --local) over the demo's jobs until Ctrl-C")
     return parser
 
 
@@ -125,23 +130,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _worker(args: argparse.Namespace) -> int:
+    settings = load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix,
+                             webui_url=args.webui_url, worker_name=args.worker_name,
+                             gateway_url=args.gateway_url, node_token=args.node_token,
+                             backend=args.backend)
+    if args.drain:
+        from easel.admin import drain
+
+        return drain(settings)
+    from workers.main import run
+
+    settings.require_webui_url()
+    if not settings.gateway_url:  # a volunteer node never reaches Redis
+        _wait_for_redis(settings, "worker")
+    run(settings)
+    return 0
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "worker":
-        settings = load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix,
-                                 webui_url=args.webui_url, worker_name=args.worker_name,
-                                 gateway_url=args.gateway_url, node_token=args.node_token,
-                                 backend=args.backend)
-        if args.drain:
-            from easel.admin import drain
-
-            return drain(settings)
-        from workers.main import run
-
-        settings.require_webui_url()
-        if not settings.gateway_url:  # a volunteer node never reaches Redis
-            _wait_for_redis(settings, "worker")
-        run(settings)
-        return 0
+        return _worker(args)
     if args.command in ("workers", "gateway") and (args.command == "gateway" or args.nodes_command):
         from easel import nodes_cli
 
@@ -180,10 +189,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from easel import workflows_cli
 
         return workflows_cli.run(args, load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix))
+    if args.command == "web":
+        from easel import web_cli
+
+        return web_cli.run_web(args, load_settings(redis_url=args.redis_url, redis_prefix=args.redis_prefix))
     if args.command == "demo":
         from easel.demo import demo
 
-        return demo(out=args.out, step_ms=args.step_ms, backend=args.backend)
+        return demo(out=args.out, step_ms=args.step_ms, backend=args.backend, serve_web=args.web)
     raise AssertionError(args.command)
 
 

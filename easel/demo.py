@@ -48,7 +48,7 @@ def _interrupt_on_term() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
-def demo(out: str | None, step_ms: float, backend: str = "a1111") -> int:
+def demo(out: str | None, step_ms: float, backend: str = "a1111", serve_web: bool = False) -> int:
     _interrupt_on_term()
     console = Console()
     show_warnings(console)
@@ -65,16 +65,20 @@ def demo(out: str | None, step_ms: float, backend: str = "a1111") -> int:
         console.print(f"  store   {Path(settings.data_dir).absolute()} (the job store)")
         stacked = settings.model_copy(update={"redis_url": stack.redis_url, "redis_prefix": stack.prefix})
         details = asyncio.run(_run(stacked, console, comfyui=backend == "comfyui"))
-    for detail in details:
-        save_images(detail, out_dir)
-    console.print(summary_table(details, out_dir))
-    tasks = [t for d in details for t in d.tasks]
-    failed = sum(t.status != TaskStatus.DONE for t in tasks)
-    console.print(
-        f"{'[red]' if failed else '[green]'}{len(tasks) - failed} task(s) done, "
-        f"{failed} failed[/] in {time.monotonic() - started:.1f}s; images under {out_dir}"
-    )
-    _next_steps(console, details)
+        for detail in details:
+            save_images(detail, out_dir)
+        console.print(summary_table(details, out_dir))
+        tasks = [t for d in details for t in d.tasks]
+        failed = sum(t.status != TaskStatus.DONE for t in tasks)
+        console.print(
+            f"{'[red]' if failed else '[green]'}{len(tasks) - failed} task(s) done, "
+            f"{failed} failed[/] in {time.monotonic() - started:.1f}s; images under {out_dir}"
+        )
+        _next_steps(console, details, serve_web)
+        if serve_web:  # the gallery over the same store, with the demo's queue and worker still up (Ctrl-C stops all)
+            from web.server import serve
+
+            serve(stacked, local=True, say=lambda line: console.print(line, highlight=False))
     return 1 if failed else 0
 
 
@@ -118,11 +122,14 @@ async def _custom_workflow(jobs: JobService, owner: str, console: Console) -> Jo
     return await follow(jobs, record, after, console)
 
 
-def _next_steps(console: Console, details: list[JobDetail]) -> None:
+def _next_steps(console: Console, details: list[JobDetail], web: bool) -> None:
     sweep = details[0].id
     console.print("\n[bold]Next[/]: curate what you made (the jobs are recorded in the job store):")
     for command, what in (("easel jobs ls", "your jobs"),
                           (f"easel jobs show {sweep}", "the sweep's images, with their ids"),
                           (f"easel jobs keep {sweep}.0.0", "keep an image (then: upscale-kept, export)"),
-                          ("easel web --local", "(coming: the web gallery)")):
+                          ("easel web --local", "the gallery, in your browser")):
         console.print(f"  {command:<40} {what}", highlight=False)
+    if web:
+        console.print("\n[bold]Web gallery[/]: starting `easel web --local` with the demo's queue and worker "
+                      "(Ctrl-C stops it and the demo stack)...")

@@ -39,6 +39,7 @@ class Retention:
             await session.execute(delete(ImageRow).where(ImageRow.id.in_([r.id for r in due])))
         for row in due:
             await asyncio.to_thread(store.files.remove, row.path)
+            await asyncio.to_thread(store.files.remove_thumbnails, row.job_id, row.id)
         async with store.engine.connect() as connection:  # VACUUM cannot run inside a transaction
             autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
             await autocommit.exec_driver_sql("VACUUM")

@@ -2,7 +2,8 @@
 
 It holds the store and, when the front end has Redis, the queue client, and hands out the parts that work on them:
 ``jobs.store`` (read, check owners), ``jobs.recording`` (submit, store results, reconcile), ``jobs.curation`` (keep,
-delete, derive, export), ``jobs.retention`` (purge) and :meth:`JobService.track` (follow a live job).
+delete, derive, export), ``jobs.retention`` (purge), ``jobs.browse`` (pages of jobs, lineage), ``jobs.thumbnails``
+(WebP) and :meth:`JobService.track` (follow a live job).
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from common.outage import Outage
 from common.queue import EaselClient
 from common.settings import Settings
 from common.tasks import JobRecord
+from jobs.browse import Browse
 from jobs.curation import Curation
 from jobs.models import JobDetail
 from jobs.recording import Recording
 from jobs.retention import Retention
 from jobs.store.job_store import JobStore
+from jobs.thumbnails import Thumbnails
 from jobs.tracker import JobTracker
 
 
@@ -30,6 +33,8 @@ class JobService:
         self.recording = Recording(store, client, settings)
         self.curation = Curation(store, self.recording)
         self.retention = Retention(store, settings)
+        self.browse = Browse(store)
+        self.thumbnails = Thumbnails(store)
 
     @classmethod
     @asynccontextmanager

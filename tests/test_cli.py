@@ -116,7 +116,7 @@ def test_demo_writes_pngs_with_infotext_and_records_its_jobs(redis_url: str, tmp
     upscale, sweep = json.loads(listed.stdout)  # newest first, the current user's (the demo records them as yours)
     assert (sweep["action"], sweep["images"], upscale["action"], upscale["images"]) == ("generate", 6, "upscale", 1)
     for line in ("easel jobs ls", f"easel jobs show {sweep['id']}", "easel web --local",
-                 "(coming: the web gallery)"):
+                 "the gallery, in your browser"):
         assert line in done.stdout
     shown = json.loads(easel("jobs", "show", upscale["id"], "--json", env=data).stdout)
     assert shown["parent_job_id"] == sweep["id"] and shown["tasks"][0]["images"][0]["parent_image_id"].startswith(

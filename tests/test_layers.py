@@ -1,5 +1,5 @@
 """Imports go one way: ``bot/ -> common/ <- workers/``, the gateway is a front end of the queue like the bot,
-and the job layer (``jobs/``) serves front ends only."""
+and the job layer (``jobs/``) serves front ends only (``bot/``, ``web/``, the CLI)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ NEVER = {  # package -> packages it must not import
     "jobs": {"bot", "easel", "workers"},
     "bot": {"workers", "easel", "gateway"},
     "gateway": {"workers", "bot", "jobs", "easel"},
+    "web": {"workers", "bot", "easel", "gateway"},
 }
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 
 class ImageFiles:
-    """``root/images/<job id>/<task>-<n>-<seed>.png`` and ``root/inputs/<sha256>``."""
+    """``root/images/<job id>/<task>-<n>-<seed>.png``, ``root/inputs/<sha256>`` and cached thumbnails under
+    ``root/thumbs/<job id>/``."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -47,6 +48,12 @@ class ImageFiles:
 
     def remove_job(self, job_id: str) -> None:
         shutil.rmtree(self.root / "images" / job_id, ignore_errors=True)
+        shutil.rmtree(self.root / "thumbs" / job_id, ignore_errors=True)
+
+    def remove_thumbnails(self, job_id: str, image_id: str) -> None:
+        """The cached thumbnails of one image (``thumbs/<job id>/<image id>-<size>.webp``), when it is purged."""
+        for thumb in (self.root / "thumbs" / job_id).glob(f"{image_id}-*.webp"):
+            thumb.unlink(missing_ok=True)
 
     def put_input(self, data: bytes) -> str:
         """Store an input image once, however many tasks use it; returns its ``sha256:<hex>`` reference."""
