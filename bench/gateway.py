@@ -15,6 +15,7 @@ import io
 import itertools
 import json
 import os
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -39,16 +40,22 @@ NODE_COUNTS = (1, 10, 100)
 WINDOW_S = 10.0
 
 
+def _start_gateway(stack: LocalStack) -> tuple[subprocess.Popen[bytes], str]:
+    """A gateway process over the stack's Redis, once it answers: (process, its base URL)."""
+    port = free_port()
+    env = {"REDIS_URL": stack.redis_url or "", "EASEL_REDIS_PREFIX": stack.prefix, "EASEL_LOG_LEVEL": "WARNING",
+           "EASEL_GATEWAY_SECRET": "bench"}
+    process, log = stack.spawn("gateway", ["gateway", "--listen", f"127.0.0.1:{port}"], env)
+    url = f"http://127.0.0.1:{port}"
+    _wait(lambda: _answers(f"{url}/healthz"), "gateway", process, log, 20)
+    return process, url
+
+
 @asynccontextmanager
 async def gateway_stack(nodes: int, step_ms: float) -> AsyncIterator[tuple[LocalStack, EaselClient, str]]:
     """A stack with no direct worker: a gateway process and ``nodes`` node processes, each before a stub."""
     with LocalStack(embedded=True, workers=0, step_ms=step_ms) as stack:
-        port = free_port()
-        env = {"REDIS_URL": stack.redis_url or "", "EASEL_REDIS_PREFIX": stack.prefix, "EASEL_LOG_LEVEL": "WARNING",
-               "EASEL_GATEWAY_SECRET": "bench"}
-        process, log = stack.spawn("gateway", ["gateway", "--listen", f"127.0.0.1:{port}"], env)
-        url = f"http://127.0.0.1:{port}"
-        _wait(lambda: _answers(f"{url}/healthz"), "gateway", process, log, 20)
+        _, url = _start_gateway(stack)
         settings = Settings(redis_url=stack.redis_url, redis_prefix=stack.prefix, **scenarios.BENCH_LIMITS)
         async with EaselClient.connect(settings) as client:
             store = NodeStore(client.redis, Keys(stack.prefix))
@@ -186,12 +193,7 @@ def _rss_mib(pid: int) -> float:
 async def nodes_held(counts: tuple[int, ...] = NODE_COUNTS) -> list[dict[str, Any]]:
     rows = []
     with LocalStack(embedded=True, workers=0) as stack:
-        port = free_port()
-        env = {"REDIS_URL": stack.redis_url or "", "EASEL_REDIS_PREFIX": stack.prefix, "EASEL_LOG_LEVEL": "WARNING",
-               "EASEL_GATEWAY_SECRET": "bench"}
-        process, log = stack.spawn("gateway", ["gateway", "--listen", f"127.0.0.1:{port}"], env)
-        url = f"http://127.0.0.1:{port}"
-        _wait(lambda: _answers(f"{url}/healthz"), "gateway", process, log, 20)
+        process, url = _start_gateway(stack)
         base_rss = _rss_mib(process.pid)
         settings = Settings(redis_url=stack.redis_url, redis_prefix=stack.prefix, max_queued_per_user=100_000,
                             max_sweep_tasks=1000)
